@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test: native (cargo test on burn's flex CPU backend), browser (wasm-bindgen-test
+# in headless Chromium on a real WebGPU adapter) and end-to-end (the built site, served by a
+# plain static server under a sub-path, driven through chromedriver). Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
+step() { printf '\n\033[1;32m== %s\033[0m\n' "$*"; }
+
+scripts/setup.sh
+
+# Build caches outside the clone, so a fresh clone does not rebuild burn from scratch.
+cache=${CIFAR10_WEBGPU_CACHE:-$HOME/.cache/cifar10-webgpu}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
+wasm_target=${WASM_TARGET_DIR:-$cache/target-wasm}
+
+# The real CIFAR-10 files: samples and the full tarball, rebuilt once from ../shared.
+export CIFAR10_SHARED=$(cd "${CIFAR10_SHARED:-$root/../shared/cifar10}" && pwd)
+export CIFAR10_TARBALL=${CIFAR10_TARBALL:-$("$CIFAR10_SHARED/build.sh" | tail -n 1)}
+export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
+
+step "1/3 native tests (flex CPU backend, real CIFAR-10 files)"
+cargo test --release --lib --bins --test config --test data --test engine
+
+step "2/3 browser tests (wasm-bindgen-test, headless Chromium, WebGPU)"
+fixtures=$(mktemp -d)
+ln -s "$CIFAR10_SHARED/sample" "$fixtures/sample"
+ln -s "$(dirname "$CIFAR10_TARBALL")" "$fixtures/full"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 scripts/cors_server.py "$port" "$fixtures" &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
+CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900} \
+  CARGO_TARGET_DIR="$wasm_target" cargo test --target wasm32-unknown-unknown --test web
+
+step "3/3 end-to-end (release site under /cifar10-webgpu/, static server, chromedriver)"
+dist="$root/target/e2e-dist"
+CIFAR10_LINK_DATA=0 CARGO_TARGET_DIR="$wasm_target" \
+  trunk build --release --public-url /cifar10-webgpu/ --dist "$dist"
+E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1
+echo "screenshot of the dashboard: target/dashboard.png"
+step "all tests passed"

@@ -1,0 +1,264 @@
+//! Native CLI: trains the recipe, prints the seed's log, writes weights and metrics; with
+//! `--bench N` it times the training step instead.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::prelude::*;
+use cifar10_webgpu::augment::{self, Augment};
+use cifar10_webgpu::config::TrainConfig;
+use cifar10_webgpu::data;
+use cifar10_webgpu::lr_finder::{find_lr, LrFinderConfig};
+use cifar10_webgpu::metrics::EpochStats;
+use cifar10_webgpu::train::{Control, Event, Host, Trainer};
+use cifar10_webgpu::weights;
+
+const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
+  [--epochs 24] [--batch 512] [--max-lr 0.4] [--peak-epoch 5] [--weight-decay 5e-4]
+  [--no-cutout] [--width 1.0] [--train-subset N] [--test-subset N] [--seed S]
+  [--backend flex|wgpu] [--out DIR] [--lr-find] [--bench N] [--read-every N]
+  [--gpu-memory]  (query nvidia-smi after each epoch)
+  [--max-minutes M]  (stop after the epoch that crosses M minutes)";
+
+struct Args {
+    data: PathBuf,
+    config: TrainConfig,
+    backend: String,
+    out: PathBuf,
+    lr_find: bool,
+    bench: Option<usize>,
+    gpu_memory: bool,
+    max_minutes: Option<f64>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut data = None;
+    let mut c = TrainConfig::new();
+    let mut backend = "flex".to_string();
+    let mut out = PathBuf::from("target/run");
+    let (mut lr_find, mut bench, mut gpu_memory, mut max_minutes) = (false, None, false, None);
+    fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
+        v.ok_or(format!("{flag} needs a value"))?
+            .parse()
+            .map_err(|_| format!("{flag}: not a valid number"))
+    }
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--data" => data = it.next().map(PathBuf::from),
+            "--epochs" => c.epochs = num(&a, it.next())?,
+            "--batch" => c.batch_size = num(&a, it.next())?,
+            "--max-lr" => c.max_lr = num(&a, it.next())?,
+            "--peak-epoch" => c.peak_epoch = num(&a, it.next())?,
+            "--weight-decay" => c.weight_decay = num(&a, it.next())?,
+            "--no-cutout" => c.cutout = false,
+            "--width" => c.width = num(&a, it.next())?,
+            "--train-subset" => c.train_subset = Some(num(&a, it.next())?),
+            "--test-subset" => c.test_subset = Some(num(&a, it.next())?),
+            "--seed" => c.seed = num(&a, it.next())?,
+            "--read-every" => c.read_every = num(&a, it.next())?,
+            "--backend" => backend = it.next().ok_or("--backend needs a value")?,
+            "--out" => out = it.next().map(PathBuf::from).ok_or("--out needs a value")?,
+            "--lr-find" => lr_find = true,
+            "--bench" => bench = Some(num(&a, it.next())?),
+            "--gpu-memory" => gpu_memory = true,
+            "--max-minutes" => max_minutes = Some(num(&a, it.next())?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    c.validate()?;
+    Ok(Args {
+        data: data.ok_or(format!("--data is required\n{USAGE}"))?,
+        config: c,
+        backend,
+        out,
+        lr_find,
+        bench,
+        gpu_memory,
+        max_minutes,
+    })
+}
+
+fn device(backend: &str) -> Result<Device, String> {
+    match backend {
+        "flex" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Device::wgpu_options().init().map_err(|e| format!("wgpu init failed: {e:?}")),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => Err("this binary was built without the `wgpu` feature (cargo build --features wgpu)".into()),
+        other => Err(format!("unknown backend {other} (flex or wgpu)")),
+    }
+}
+
+fn gpu_memory_mib() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+struct CliHost {
+    start: Instant,
+    gpu_memory: bool,
+    deadline: Option<f64>,
+    stop: bool,
+}
+
+impl Host for CliHost {
+    fn now_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+    fn control(&self) -> Control {
+        if self.stop { Control::Stop } else { Control::Run }
+    }
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Started { parameters, steps_per_epoch, schedule } => {
+                println!(
+                    "parameters {parameters}, {steps_per_epoch} steps/epoch, {} steps, max lr {}",
+                    schedule.total_steps, schedule.max_lr
+                );
+                println!("{}", EpochStats::HEADER);
+            }
+            Event::Epoch(e) => {
+                let mem = if self.gpu_memory {
+                    gpu_memory_mib().map(|m| format!("  gpu_mem_mib {m}")).unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                println!("{}{mem}", e.log_line());
+                if let Some(d) = self.deadline {
+                    if self.now_ms() > d {
+                        println!("time budget reached after epoch {}", e.epoch);
+                        self.stop = true;
+                    }
+                }
+            }
+            Event::LrPoint { step, lr, loss } if step % 20 == 0 => {
+                println!("lr-find step {step:>4}  lr {lr:.2e}  smoothed loss {loss:.4}");
+            }
+            _ => {}
+        }
+    }
+    async fn yield_now(&mut self) {}
+    async fn sleep_ms(&mut self, ms: u32) {
+        std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+    }
+}
+
+fn bench(args: &Args, data: &data::Cifar10, device: &Device, steps: usize) -> Result<(), String> {
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::GradientsParams;
+    let cfg = &args.config;
+    let dev = device.clone().autodiff();
+    let mut model = cifar10_webgpu::model::ResNet9::new(cfg.width, &dev);
+    let (mut optim, _) = cifar10_webgpu::optim::NesterovSgd::init(0.9, cfg.weight_decay);
+    let norm = augment::Normalization::from_split(&data.train);
+    let loss_fn = CrossEntropyLossConfig::new().init(&dev);
+    let mut rng = augment::rng(cfg.seed, 5);
+    let warmup = 3;
+    let mut t0 = Instant::now();
+    let mut prep_s = 0.0;
+    for step in 0..warmup + steps {
+        if step == warmup {
+            pollster::block_on(model.fc.weight.val().into_data_async()).map_err(|e| format!("{e:?}"))?;
+            t0 = Instant::now();
+            prep_s = 0.0;
+        }
+        let tp = Instant::now();
+        let indices: Vec<usize> = (0..cfg.batch_size).map(|i| (step * cfg.batch_size + i) % data.train.len()).collect();
+        let batch = augment::make_batch(&data.train, &indices, Augment::FULL, &norm, &mut rng);
+        prep_s += tp.elapsed().as_secs_f64();
+        let (x, y) = cifar10_webgpu::train::batch_tensors(&batch, &dev);
+        let loss = loss_fn.forward(model.forward(x), y);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.01, model, grads);
+    }
+    pollster::block_on(model.fc.weight.val().into_data_async()).map_err(|e| format!("{e:?}"))?;
+    let dt = t0.elapsed().as_secs_f64();
+    println!(
+        "bench backend={} width={} batch={} steps={steps}: {:.1} ms/step, {:.0} images/s (batch preparation {:.1} ms/step)",
+        args.backend,
+        cfg.width,
+        cfg.batch_size,
+        dt * 1000.0 / steps as f64,
+        (steps * cfg.batch_size) as f64 / dt,
+        prep_s * 1000.0 / steps as f64
+    );
+    Ok(())
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let t = Instant::now();
+    let data = data::load_path(&args.data).map_err(|e| e.to_string())?;
+    println!(
+        "data: {} train, {} test, parsed in {:.2}s",
+        data.train.len(),
+        data.test.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let device = device(&args.backend)?;
+    if let Some(steps) = args.bench {
+        return bench(&args, &data, &device, steps);
+    }
+    let mut host = CliHost {
+        start: Instant::now(),
+        gpu_memory: args.gpu_memory,
+        deadline: args.max_minutes.map(|m| m * 60_000.0),
+        stop: false,
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    if args.lr_find {
+        let result = pollster::block_on(find_lr(
+            &args.config,
+            &LrFinderConfig::default(),
+            &data,
+            &device,
+            &mut host,
+        ))
+        .map_err(|e| e.to_string())?;
+        println!(
+            "lr-find: steepest {:?}, min/10 {:?}, suggestion {:?}",
+            result.steepest,
+            result.min_over_10,
+            result.suggestion()
+        );
+        let path = args.out.join("lr_find.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&result).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let mut trainer = Trainer::new(args.config.clone(), &data, &device).map_err(|e| e.to_string())?;
+    let outcome = pollster::block_on(trainer.run(&data, &mut host));
+    if let Err(e) = &outcome {
+        println!("training ended early: {e}");
+        trainer.log.notes.push(e.to_string());
+    }
+    let model = if outcome.is_ok() || trainer.epoch > 0 { &trainer.last_good } else { &trainer.model };
+    let snap = pollster::block_on(weights::snapshot(model)).map_err(|e| e.to_string())?;
+    let bpk = snap.to_burnpack().map_err(|e| e.to_string())?;
+    let st = snap.to_safetensors().map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("resnet9.bpk"), bpk).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("resnet9.safetensors"), st).map_err(|e| e.to_string())?;
+    std::fs::write(
+        args.out.join("metrics.json"),
+        serde_json::to_string_pretty(&trainer.log).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("metrics.csv"), trainer.log.to_csv()).map_err(|e| e.to_string())?;
+    println!("wrote {}/resnet9.bpk, resnet9.safetensors, metrics.json, metrics.csv", args.out.display());
+    match outcome {
+        Ok(()) | Err(cifar10_webgpu::train::TrainError::Stopped) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub fn main() {
+    if let Err(e) = run() {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,17 @@
+//! Train the seed's ResNet-9 on CIFAR-10 with burn, natively or in the browser on WebGPU.
+//!
+//! The engine (everything but `web`) is backend-agnostic and knows nothing of the UI.
+
+pub mod augment;
+pub mod config;
+pub mod data;
+pub mod lr_finder;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod schedule;
+pub mod train;
+pub mod weights;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

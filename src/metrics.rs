@@ -1,0 +1,185 @@
+//! What training reports: per-batch and per-epoch figures and the evaluation of the test set.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::NUM_CLASSES;
+
+/// Figures for the batches since the last read-back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchStats {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Global optimiser step just taken (1-based count of steps done).
+    pub step: usize,
+    /// Batch index within the epoch (1-based count).
+    pub batch: usize,
+    pub batches_per_epoch: usize,
+    /// Mean training loss over the batches since the last report.
+    pub loss: f32,
+    pub lr: f64,
+    pub momentum: f64,
+    /// Training throughput since the last report.
+    pub images_per_sec: f64,
+    /// Seconds since training started (pauses excluded).
+    pub elapsed_s: f64,
+}
+
+/// One row of the log, in the seed's format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_time_s: f64,
+    pub train_loss: f32,
+    pub train_acc: f32,
+    pub test_time_s: f64,
+    pub test_loss: f32,
+    pub test_acc: f32,
+    pub total_time_s: f64,
+    pub images_per_sec: f64,
+}
+
+impl EpochStats {
+    /// Header of the seed's log.
+    pub const HEADER: &'static str =
+        "epoch        lr  train time  train loss  train acc  test time  test loss  test acc  total time     img/s";
+
+    /// One line of the seed's log.
+    pub fn log_line(&self) -> String {
+        format!(
+            "{:>5} {:>9.4} {:>11.2} {:>11.4} {:>10.4} {:>10.2} {:>10.4} {:>9.4} {:>11.2} {:>9.0}",
+            self.epoch,
+            self.lr,
+            self.train_time_s,
+            self.train_loss,
+            self.train_acc,
+            self.test_time_s,
+            self.test_loss,
+            self.test_acc,
+            self.total_time_s,
+            self.images_per_sec
+        )
+    }
+
+    /// CSV header matching [`EpochStats::csv_line`].
+    pub const CSV_HEADER: &'static str =
+        "epoch,lr,train_time_s,train_loss,train_acc,test_time_s,test_loss,test_acc,total_time_s,images_per_sec";
+
+    pub fn csv_line(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{}",
+            self.epoch,
+            self.lr,
+            self.train_time_s,
+            self.train_loss,
+            self.train_acc,
+            self.test_time_s,
+            self.test_loss,
+            self.test_acc,
+            self.total_time_s,
+            self.images_per_sec
+        )
+    }
+}
+
+/// A test image the net got wrong.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mistake {
+    /// Index into the test split.
+    pub index: usize,
+    pub label: usize,
+    pub predicted: usize,
+    /// Softmax probability of the predicted class.
+    pub confidence: f32,
+}
+
+/// The evaluation of a split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub images: usize,
+    pub loss: f32,
+    pub accuracy: f32,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: [[u32; NUM_CLASSES]; NUM_CLASSES],
+    /// The most confident mistakes, most confident first.
+    pub mistakes: Vec<Mistake>,
+    /// Total number of mistakes.
+    pub wrong: usize,
+}
+
+impl Evaluation {
+    pub fn new() -> Self {
+        Self {
+            images: 0,
+            loss: 0.0,
+            accuracy: 0.0,
+            confusion: [[0; NUM_CLASSES]; NUM_CLASSES],
+            mistakes: Vec::new(),
+            wrong: 0,
+        }
+    }
+
+    /// Adds the softmax probabilities `[n, 10]` (row-major) of images `first..first+n`.
+    pub fn add(&mut self, probs: &[f32], labels: &[u8], first: usize, keep: usize) {
+        let mut loss_sum = self.loss as f64 * self.images as f64;
+        for (k, (row, &label)) in probs.chunks_exact(NUM_CLASSES).zip(labels).enumerate() {
+            let (pred, &conf) = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap_or((0, &0.0));
+            let label = label as usize;
+            self.confusion[label][pred] += 1;
+            loss_sum -= (row[label].max(1e-12) as f64).ln();
+            if pred != label {
+                self.wrong += 1;
+                self.mistakes.push(Mistake { index: first + k, label, predicted: pred, confidence: conf });
+            }
+        }
+        self.images += labels.len();
+        self.loss = (loss_sum / self.images.max(1) as f64) as f32;
+        self.accuracy = 1.0 - self.wrong as f32 / self.images.max(1) as f32;
+        self.mistakes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        self.mistakes.truncate(keep);
+    }
+
+    /// Accuracy per true class.
+    pub fn per_class_accuracy(&self) -> [f32; NUM_CLASSES] {
+        let mut acc = [0.0; NUM_CLASSES];
+        for (c, row) in self.confusion.iter().enumerate() {
+            let total: u32 = row.iter().sum();
+            acc[c] = if total > 0 { row[c] as f32 / total as f32 } else { 0.0 };
+        }
+        acc
+    }
+}
+
+impl Default for Evaluation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything a run produced, for the metrics JSON.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunLog {
+    pub config: serde_json::Value,
+    pub parameters: usize,
+    pub epochs: Vec<EpochStats>,
+    pub batches: Vec<BatchStats>,
+    pub last_evaluation: Option<Evaluation>,
+    pub notes: Vec<String>,
+}
+
+impl RunLog {
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from(EpochStats::CSV_HEADER);
+        s.push('\n');
+        for e in &self.epochs {
+            s.push_str(&e.csv_line());
+            s.push('\n');
+        }
+        s
+    }
+}

@@ -1,0 +1,219 @@
+//! The seed's custom ResNet-9 (6,573,130 parameters at width 1.0).
+//!
+//! Field names mirror a PyTorch `nn.Sequential` layout so the `.safetensors` export can use
+//! PyTorch names (see `weights.rs` and the README).
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::prelude::*;
+
+/// conv 3x3 (pad 1, no bias) -> BatchNorm -> ReLU.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+fn conv3x3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(device)
+}
+
+impl ConvBn {
+    pub fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
+        Self { conv: conv3x3(c_in, c_out, device), bn: BatchNormConfig::new(c_out).init(device) }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        Relu::new().forward(self.bn.forward(self.conv.forward(x)))
+    }
+}
+
+/// conv 3x3 -> max-pool 2 -> BatchNorm -> ReLU (the recipe pools before normalising).
+#[derive(Module, Debug)]
+pub struct ConvPoolBn {
+    pub conv: Conv2d,
+    pub pool: MaxPool2d,
+    pub bn: BatchNorm,
+}
+
+impl ConvPoolBn {
+    pub fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
+        Self {
+            conv: conv3x3(c_in, c_out, device),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            bn: BatchNormConfig::new(c_out).init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        Relu::new().forward(self.bn.forward(self.pool.forward(self.conv.forward(x))))
+    }
+}
+
+/// The network. `res1`/`res2` hold the two conv-BN-ReLU of each residual branch.
+#[derive(Module, Debug)]
+pub struct ResNet9 {
+    pub prep: ConvBn,
+    pub layer1: ConvPoolBn,
+    pub res1: Vec<ConvBn>,
+    pub layer2: ConvPoolBn,
+    pub layer3: ConvPoolBn,
+    pub res2: Vec<ConvBn>,
+    pub pool: MaxPool2d,
+    pub fc: Linear,
+}
+
+/// Channel counts at width 1.0: prep, layer1, layer2, layer3.
+pub const BASE_CHANNELS: [usize; 4] = [64, 128, 256, 512];
+
+/// Channel counts for a width multiplier (at least 1 channel each).
+pub fn channels(width: f64) -> [usize; 4] {
+    BASE_CHANNELS.map(|c| ((c as f64 * width).round() as usize).max(1))
+}
+
+/// Bytes of the largest activation of a training step: the first layer1 convolution's output,
+/// `batch x c1 x 32 x 32` floats, before pooling. Checked against the adapter's
+/// `maxStorageBufferBindingSize` before training.
+pub fn largest_activation_bytes(batch: usize, width: f64) -> u64 {
+    batch as u64 * channels(width)[1] as u64 * 32 * 32 * 4
+}
+
+/// The largest batch whose activations fit in one storage binding of `limit` bytes.
+pub fn max_batch_for(limit: u64, width: f64) -> usize {
+    (limit / largest_activation_bytes(1, width).max(1)) as usize
+}
+
+impl ResNet9 {
+    /// Builds the net with channels scaled by `width` (1.0 is the recipe).
+    pub fn new(width: f64, device: &Device) -> Self {
+        let [c0, c1, c2, c3] = channels(width);
+        Self {
+            prep: ConvBn::new(3, c0, device),
+            layer1: ConvPoolBn::new(c0, c1, device),
+            res1: vec![ConvBn::new(c1, c1, device), ConvBn::new(c1, c1, device)],
+            layer2: ConvPoolBn::new(c1, c2, device),
+            layer3: ConvPoolBn::new(c2, c3, device),
+            res2: vec![ConvBn::new(c3, c3, device), ConvBn::new(c3, c3, device)],
+            pool: MaxPool2dConfig::new([4, 4]).init(),
+            fc: LinearConfig::new(c3, 10).init(device),
+        }
+    }
+
+    /// Logits `[n, 10]` for images `[n, 3, 32, 32]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.prep.forward(x);
+        let x = self.layer1.forward(x);
+        let x = x.clone() + self.res1.iter().fold(x, |h, block| block.forward(h));
+        let x = self.layer2.forward(x);
+        let x = self.layer3.forward(x);
+        let x = x.clone() + self.res2.iter().fold(x, |h, block| block.forward(h));
+        let x = self.pool.forward(x);
+        let [n, c, _, _] = x.dims();
+        self.fc.forward(x.reshape([n, c]))
+    }
+}
+
+/// Collects `(path, tensor)` for every float tensor, running statistics included.
+pub struct NamedTensors {
+    path: Vec<String>,
+    pub tensors: Vec<(String, TensorAny)>,
+}
+
+/// A float tensor of any rank used by the weight export.
+#[derive(Clone, Debug)]
+pub enum TensorAny {
+    R1(Tensor<1>),
+    R2(Tensor<2>),
+    R4(Tensor<4>),
+}
+
+impl TensorAny {
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            TensorAny::R1(t) => t.dims().to_vec(),
+            TensorAny::R2(t) => t.dims().to_vec(),
+            TensorAny::R4(t) => t.dims().to_vec(),
+        }
+    }
+
+    /// Reads the tensor back without blocking (the only kind of read WebGPU allows).
+    pub async fn into_data_async(self) -> Result<TensorData, String> {
+        let r = match self {
+            TensorAny::R1(t) => t.into_data_async().await,
+            TensorAny::R2(t) => t.into_data_async().await,
+            TensorAny::R4(t) => t.into_data_async().await,
+        };
+        r.map_err(|e| format!("{e:?}"))
+    }
+}
+
+impl ModuleVisitor for NamedTensors {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let name = self.path.join(".");
+        let t = param.val();
+        let any = match D {
+            1 => {
+                let n = t.shape().num_elements();
+                TensorAny::R1(t.reshape([n]))
+            }
+            2 => {
+                let d = t.dims();
+                TensorAny::R2(t.reshape([d[0], d[1]]))
+            }
+            _ => {
+                let d = t.dims();
+                TensorAny::R4(t.reshape([d[0], d[1], d[2], d[3]]))
+            }
+        };
+        self.tensors.push((name, any));
+    }
+}
+
+/// Every float tensor of a module with its path, in visiting order.
+pub fn named_tensors<M: Module>(module: &M) -> Vec<(String, TensorAny)> {
+    let mut v = NamedTensors { path: Vec::new(), tensors: Vec::new() };
+    module.visit(&mut v);
+    v.tensors
+}
+
+/// Whether a path names a BatchNorm running statistic (a buffer, not a trainable parameter).
+pub fn is_buffer(path: &str) -> bool {
+    path.ends_with("running_mean") || path.ends_with("running_var")
+}
+
+/// Trainable parameters (burn's `num_params` also counts BatchNorm running statistics).
+pub fn trainable_params<M: Module>(module: &M) -> usize {
+    struct Count {
+        path: Vec<String>,
+        n: usize,
+    }
+    impl ModuleVisitor for Count {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if !is_buffer(self.path.last().map(String::as_str).unwrap_or("")) {
+                self.n += param.shape().num_elements();
+            }
+        }
+    }
+    let mut c = Count { path: Vec::new(), n: 0 };
+    module.visit(&mut c);
+    c.n
+}

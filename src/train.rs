@@ -1,0 +1,399 @@
+//! The training loop, written once for every backend and host.
+//!
+//! It is `async` and never reads the device synchronously, so the same code runs natively
+//! (driven by `pollster`) and in the browser on WebGPU. The host (CLI or UI) receives events,
+//! answers pause/stop requests between batches and provides a clock and a way to yield.
+
+use std::future::Future;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+
+use crate::augment::{self, Augment, Normalization};
+use crate::config::TrainConfig;
+use crate::data::{Cifar10, Split};
+use crate::metrics::{BatchStats, EpochStats, Evaluation, RunLog};
+use crate::model::{trainable_params, ResNet9};
+use crate::optim::{MomentumHandle, NesterovSgd};
+use crate::schedule::OneCycle;
+
+/// What the host wants the loop to do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Run,
+    Pause,
+    Stop,
+}
+
+/// What the loop tells the host.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Started { schedule: OneCycle, steps_per_epoch: usize, parameters: usize },
+    Batch(BatchStats),
+    Epoch(EpochStats),
+    Evaluated { epoch: usize, evaluation: Evaluation },
+    /// One point of the LR range test (smoothed loss).
+    LrPoint { step: usize, lr: f64, loss: f32 },
+    Paused,
+    Resumed,
+}
+
+/// Why training ended early.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainError {
+    /// The host asked to stop.
+    Stopped,
+    /// The loss became NaN or infinite; the model was rolled back to the last good epoch.
+    Diverged { epoch: usize, step: usize, lr: f64 },
+    /// The device failed (lost, out of memory, ...).
+    Device(String),
+    /// Bad settings or data.
+    Invalid(String),
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainError::Stopped => write!(f, "stopped"),
+            TrainError::Diverged { epoch, step, lr } => write!(
+                f,
+                "the loss became NaN or infinite at epoch {} step {step} (learning rate {lr:.4}); \
+                 try a lower max LR. The weights of the last good epoch are kept for export.",
+                epoch + 1
+            ),
+            TrainError::Device(e) => write!(
+                f,
+                "the GPU device failed: {e}. Everything learned up to the last completed epoch \
+                 is kept for export; reload the page to get a new device."
+            ),
+            TrainError::Invalid(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+/// The environment the loop runs in.
+pub trait Host {
+    /// Milliseconds from an arbitrary origin.
+    fn now_ms(&self) -> f64;
+    /// The current request.
+    fn control(&self) -> Control;
+    /// Receives progress.
+    fn event(&mut self, event: Event);
+    /// Lets the host breathe (browser: a macrotask so the page stays interactive).
+    fn yield_now(&mut self) -> impl Future<Output = ()>;
+    /// Waits while paused.
+    fn sleep_ms(&mut self, ms: u32) -> impl Future<Output = ()>;
+    /// Receives the model whenever it is in a consistent state worth keeping: at the end of
+    /// each epoch, on pause and stop, and (rolled back) after divergence. Cloning is cheap.
+    fn checkpoint(&mut self, _model: &ResNet9) {}
+}
+
+pub(crate) fn device_error(e: impl std::fmt::Debug) -> TrainError {
+    TrainError::Device(format!("{e:?}"))
+}
+
+/// Uploads a batch to the device.
+pub fn batch_tensors(batch: &augment::Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let n = batch.len();
+    let images = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), [n, 3, 32, 32]), device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
+    (images, labels)
+}
+
+/// Owns the model and optimiser state across epochs, pauses and stops.
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub device: Device,
+    /// The model being trained (on the autodiff device).
+    pub model: ResNet9,
+    /// The model at the end of the last completed epoch (or the initial one): what is
+    /// exported when training diverges or the device is lost.
+    pub last_good: ResNet9,
+    optim: ModuleOptimizer,
+    momentum: MomentumHandle,
+    pub schedule: OneCycle,
+    pub steps_per_epoch: usize,
+    /// Optimiser steps done.
+    pub step: usize,
+    /// Epochs completed.
+    pub epoch: usize,
+    pub norm: Normalization,
+    pub log: RunLog,
+    pub last_evaluation: Option<Evaluation>,
+    elapsed_ms: f64,
+}
+
+impl Trainer {
+    /// Builds the model on `device` (autodiff is added here) for the given data.
+    pub fn new(config: TrainConfig, data: &Cifar10, device: &Device) -> Result<Self, TrainError> {
+        config.validate().map_err(TrainError::Invalid)?;
+        if data.train.is_empty() || data.test.is_empty() {
+            return Err(TrainError::Invalid("no data loaded".into()));
+        }
+        let device = device.clone().autodiff();
+        device.seed(config.seed);
+        let model = ResNet9::new(config.width, &device);
+        let n_train = config.train_subset.map_or(data.train.len(), |n| n.min(data.train.len()));
+        let steps_per_epoch = augment::steps_per_epoch(n_train, config.batch_size);
+        let mut schedule =
+            OneCycle::recipe(config.epochs, steps_per_epoch, config.max_lr, config.peak_epoch);
+        schedule.base_momentum = config.base_momentum;
+        schedule.max_momentum = config.max_momentum;
+        let (optim, momentum) = NesterovSgd::init(config.max_momentum, config.weight_decay);
+        let norm = Normalization::from_split(&data.train);
+        let log = RunLog {
+            config: serde_json::to_value(&config).unwrap_or_default(),
+            parameters: trainable_params(&model),
+            ..Default::default()
+        };
+        Ok(Self {
+            last_good: model.clone(),
+            model,
+            optim,
+            momentum,
+            schedule,
+            steps_per_epoch,
+            step: 0,
+            epoch: 0,
+            norm,
+            log,
+            last_evaluation: None,
+            elapsed_ms: 0.0,
+            config,
+            device,
+        })
+    }
+
+    /// Whether all epochs are done.
+    pub fn finished(&self) -> bool {
+        self.epoch >= self.config.epochs
+    }
+
+    /// Trains the remaining epochs (resumable after a stop).
+    pub async fn run<H: Host>(&mut self, data: &Cifar10, host: &mut H) -> Result<(), TrainError> {
+        let data = data.subset(self.config.train_subset, self.config.test_subset);
+        self.announce(host);
+        while !self.finished() {
+            self.run_epoch(&data, host).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the host the schedule and sizes (emitted once at the start of [`Trainer::run`]).
+    pub fn announce<H: Host>(&self, host: &mut H) {
+        host.event(Event::Started {
+            schedule: self.schedule,
+            steps_per_epoch: self.steps_per_epoch,
+            parameters: self.log.parameters,
+        });
+    }
+
+    async fn wait_if_paused<H: Host>(&mut self, host: &mut H) -> Result<(), TrainError> {
+        match host.control() {
+            Control::Run => Ok(()),
+            Control::Stop => {
+                host.checkpoint(&self.model);
+                Err(TrainError::Stopped)
+            }
+            Control::Pause => {
+                host.checkpoint(&self.model);
+                host.event(Event::Paused);
+                loop {
+                    host.sleep_ms(50).await;
+                    match host.control() {
+                        Control::Pause => continue,
+                        Control::Stop => return Err(TrainError::Stopped),
+                        Control::Run => {
+                            host.event(Event::Resumed);
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One epoch of training followed by an evaluation of the test split.
+    pub async fn run_epoch<H: Host>(&mut self, data: &Cifar10, host: &mut H) -> Result<(), TrainError> {
+        let cfg = self.config.clone();
+        let aug = Augment { crop: true, flip: true, cutout: cfg.cutout };
+        let batches = augment::epoch_batches(data.train.len(), cfg.batch_size, cfg.seed, self.epoch);
+        let mut rng = augment::rng(cfg.seed, 2_000 + self.epoch as u64);
+        let loss_fn = CrossEntropyLossConfig::new().init(&self.device);
+
+        let epoch_start = host.now_ms();
+        let mut window_start = epoch_start;
+        let mut window_images = 0usize;
+        // Loss and correct predictions accumulate on the device between read-backs.
+        let mut loss_acc: Option<Tensor<1>> = None;
+        let mut correct_acc: Option<Tensor<1, Int>> = None;
+        let mut window_batches = 0usize;
+        let (mut epoch_loss, mut epoch_correct, mut epoch_images) = (0f64, 0f64, 0usize);
+        let mut lr = 0.0;
+
+        for (b, indices) in batches.iter().enumerate() {
+            self.wait_if_paused(host).await.inspect_err(|_| {
+                self.elapsed_ms += host.now_ms() - epoch_start;
+            })?;
+            let batch = augment::make_batch(&data.train, indices, aug, &self.norm, &mut rng);
+            let (images, labels) = batch_tensors(&batch, &self.device);
+            let (step_lr, momentum) = self.schedule.at(self.step);
+            lr = step_lr;
+            self.momentum.set(momentum);
+
+            let logits = self.model.forward(images);
+            let loss = loss_fn.forward(logits.clone(), labels.clone());
+            let correct = logits.detach().argmax(1).reshape([batch.len()]).equal(labels).int().sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+            self.model = self.optim.step(lr, self.model.clone(), grads);
+            self.step += 1;
+
+            let weighted = loss.detach().mul_scalar(batch.len() as f64);
+            loss_acc = Some(match loss_acc.take() {
+                Some(acc) => acc + weighted,
+                None => weighted,
+            });
+            correct_acc = Some(match correct_acc.take() {
+                Some(acc) => acc + correct,
+                None => correct,
+            });
+            window_batches += 1;
+            window_images += batch.len();
+
+            let last = b + 1 == batches.len();
+            if window_batches >= cfg.read_every || last {
+                let loss_sum = loss_acc
+                    .take()
+                    .map(|t| t.into_data_async())
+                    .expect("accumulated at least one batch")
+                    .await
+                    .map_err(device_error)?
+                    .iter::<f32>()
+                    .next()
+                    .unwrap_or(f32::NAN);
+                let correct = correct_acc
+                    .take()
+                    .map(|t| t.into_data_async())
+                    .expect("accumulated at least one batch")
+                    .await
+                    .map_err(device_error)?
+                    .iter::<i64>()
+                    .next()
+                    .unwrap_or(0);
+                let now = host.now_ms();
+                let mean = loss_sum / window_images as f32;
+                if !mean.is_finite() {
+                    self.model = self.last_good.clone();
+                    host.checkpoint(&self.model);
+                    return Err(TrainError::Diverged { epoch: self.epoch, step: self.step, lr });
+                }
+                epoch_loss += loss_sum as f64;
+                epoch_correct += correct as f64;
+                epoch_images += window_images;
+                let stats = BatchStats {
+                    epoch: self.epoch,
+                    step: self.step,
+                    batch: b + 1,
+                    batches_per_epoch: batches.len(),
+                    loss: mean,
+                    lr,
+                    momentum,
+                    images_per_sec: window_images as f64 / ((now - window_start).max(1e-3) / 1000.0),
+                    elapsed_s: (self.elapsed_ms + now - epoch_start) / 1000.0,
+                };
+                self.log.batches.push(stats.clone());
+                host.event(Event::Batch(stats));
+                window_start = now;
+                window_images = 0;
+                window_batches = 0;
+            }
+            host.yield_now().await;
+        }
+        let train_end = host.now_ms();
+        let evaluation = evaluate(
+            &self.model,
+            &data.test,
+            &self.norm,
+            cfg.eval_batch,
+            cfg.mistakes,
+            &self.device,
+            host,
+        )
+        .await?;
+        let end = host.now_ms();
+        self.elapsed_ms += end - epoch_start;
+        let train_time = (train_end - epoch_start) / 1000.0;
+        let stats = EpochStats {
+            epoch: self.epoch + 1,
+            lr,
+            train_time_s: train_time,
+            train_loss: (epoch_loss / epoch_images.max(1) as f64) as f32,
+            train_acc: (epoch_correct / epoch_images.max(1) as f64) as f32,
+            test_time_s: (end - train_end) / 1000.0,
+            test_loss: evaluation.loss,
+            test_acc: evaluation.accuracy,
+            total_time_s: self.elapsed_ms / 1000.0,
+            images_per_sec: epoch_images as f64 / train_time.max(1e-6),
+        };
+        self.epoch += 1;
+        self.last_good = self.model.clone();
+        host.checkpoint(&self.model);
+        self.log.epochs.push(stats.clone());
+        self.log.last_evaluation = Some(evaluation.clone());
+        self.last_evaluation = Some(evaluation.clone());
+        host.event(Event::Evaluated { epoch: self.epoch, evaluation });
+        host.event(Event::Epoch(stats));
+        Ok(())
+    }
+}
+
+/// Evaluates `model` on a split: loss, accuracy, confusion matrix and the most confident
+/// mistakes. Only the softmax probabilities (10 floats an image) are read back.
+pub async fn evaluate<H: Host>(
+    model: &ResNet9,
+    split: &Split,
+    norm: &Normalization,
+    eval_batch: usize,
+    keep_mistakes: usize,
+    device: &Device,
+    host: &mut H,
+) -> Result<Evaluation, TrainError> {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let mut eval = Evaluation::new();
+    let mut rng = augment::rng(0, 0);
+    let indices: Vec<usize> = (0..split.len()).collect();
+    for chunk in indices.chunks(eval_batch.max(1)) {
+        let batch = augment::make_batch(split, chunk, Augment::NONE, norm, &mut rng);
+        let (images, _) = batch_tensors(&batch, &device);
+        let probs = burn::tensor::activation::softmax(model.forward(images), 1)
+            .into_data_async()
+            .await
+            .map_err(device_error)?;
+        let probs: Vec<f32> = probs.iter::<f32>().collect();
+        eval.add(&probs, &split.labels[chunk[0]..chunk[0] + chunk.len()], chunk[0], keep_mistakes);
+        host.yield_now().await;
+    }
+    Ok(eval)
+}
+
+/// Class probabilities for a batch of already-normalised images, read back asynchronously.
+pub async fn predict(model: &ResNet9, images: Tensor<4>) -> Result<Vec<[f32; 10]>, TrainError> {
+    let model = model.valid();
+    let probs = burn::tensor::activation::softmax(model.forward(images), 1)
+        .into_data_async()
+        .await
+        .map_err(device_error)?;
+    let flat: Vec<f32> = probs.iter::<f32>().collect();
+    Ok(flat
+        .chunks_exact(10)
+        .map(|c| {
+            let mut a = [0f32; 10];
+            a.copy_from_slice(c);
+            a
+        })
+        .collect())
+}

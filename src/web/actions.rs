@@ -1,0 +1,471 @@
+//! What the buttons do: each action drives the engine and turns its events into signal updates.
+
+use std::rc::Rc;
+
+use burn::prelude::*;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::loader::{self, Progress};
+use super::state::{control, with_engine, Phase, Ui};
+use crate::augment::Normalization;
+use crate::data::IMAGE_BYTES;
+use crate::config::TrainConfig;
+use crate::data::{Cifar10, DataError};
+use crate::lr_finder::{find_lr, LrFinderConfig};
+use crate::model::{max_batch_for, largest_activation_bytes, ResNet9};
+use crate::train::{Control, Event, Host, TrainError, Trainer};
+use crate::weights;
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+}
+
+/// Reports engine events into the page's signals.
+pub struct WebHost {
+    pub ui: Ui,
+}
+
+impl Host for WebHost {
+    fn now_ms(&self) -> f64 {
+        now_ms()
+    }
+    fn control(&self) -> Control {
+        control().get()
+    }
+    fn event(&mut self, event: Event) {
+        let ui = self.ui;
+        match event {
+            Event::Started { schedule, steps_per_epoch, .. } => {
+                ui.schedule.set(Some(schedule));
+                ui.steps_per_epoch.set(steps_per_epoch);
+            }
+            Event::Batch(b) => ui.batches.update(|v| v.push(b)),
+            Event::Epoch(e) => {
+                with_engine(|en| en.log.epochs.push(e.clone()));
+                ui.epochs.update(|v| v.push(e));
+            }
+            Event::Evaluated { evaluation, .. } => {
+                with_engine(|en| en.log.last_evaluation = Some(evaluation.clone()));
+                ui.evaluation.set(Some(evaluation));
+            }
+            Event::LrPoint { lr, loss, .. } => ui.lr_points.update(|v| v.push((lr, loss))),
+            Event::Paused => ui.phase.set(Phase::Paused),
+            Event::Resumed => ui.phase.set(Phase::Running),
+        }
+    }
+    async fn yield_now(&mut self) {
+        // A macrotask: the page paints and handles clicks between batches.
+        gloo::timers::future::TimeoutFuture::new(0).await;
+    }
+    async fn sleep_ms(&mut self, ms: u32) {
+        gloo::timers::future::TimeoutFuture::new(ms).await;
+    }
+    fn checkpoint(&mut self, model: &ResNet9) {
+        with_engine(|e| e.model = Some(model.clone()));
+        self.ui.exportable.set(true);
+    }
+}
+
+fn data_loaded(ui: Ui, data: Cifar10, source: &str) {
+    let status = format!("{} train · {} test · from {source}", data.train.len(), data.test.len());
+    let norm = Normalization::from_split(&data.train);
+    with_engine(|e| {
+        e.data = Some(Rc::new(data));
+        e.norm = Some(norm);
+    });
+    ui.data_error.set(None);
+    ui.data_status.set(Some(status));
+    ui.data_version.update(|v| *v += 1);
+}
+
+fn data_failed(ui: Ui, e: DataError) {
+    ui.progress.set(None);
+    ui.data_error.set(Some(e.to_string()));
+}
+
+/// Loads shards from the URL field.
+pub fn load_url(ui: Ui) {
+    let url = ui.data_url.get_untracked();
+    let files = ui.data_files.get_untracked();
+    ui.data_error.set(None);
+    leptos::task::spawn_local(async move {
+        let r = loader::load_from_url(&url, &files, |p: &Progress| ui.progress.set(Some(p.clone()))).await;
+        match r {
+            Ok(data) => data_loaded(ui, data, &format!("URL {url}")),
+            Err(e) => data_failed(ui, e),
+        }
+    });
+}
+
+/// Loads picked or dropped files.
+pub fn load_files(ui: Ui, files: Vec<web_sys::File>) {
+    if files.is_empty() {
+        return;
+    }
+    ui.data_error.set(None);
+    let names: Vec<String> = files.iter().map(|f| f.name()).collect();
+    leptos::task::spawn_local(async move {
+        let r = loader::load_from_files(files, |p: &Progress| ui.progress.set(Some(p.clone()))).await;
+        match r {
+            Ok(data) => data_loaded(ui, data, &format!("file {}", names.join(", "))),
+            Err(e) => data_failed(ui, e),
+        }
+    });
+}
+
+/// Tries the browser cache; says so when it is used.
+pub fn load_cache(ui: Ui) {
+    leptos::task::spawn_local(async move {
+        if let Some(data) = loader::load_from_cache().await {
+            data_loaded(ui, data, "browser cache (no network used)");
+        }
+    });
+}
+
+/// Empties the cache.
+pub fn clear_cache(ui: Ui) {
+    leptos::task::spawn_local(async move {
+        let ok = loader::clear_cache().await;
+        ui.say(false, if ok { "Cache cleared." } else { "Nothing was cached." });
+    });
+}
+
+/// The form as a config, or the per-field errors (also shown beside the fields).
+pub fn form_config(ui: Ui) -> Option<TrainConfig> {
+    let form = ui.form.get_untracked();
+    let (config, errors) = TrainConfig::from_pairs(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    ui.form_errors.set(errors.clone());
+    if errors.is_empty() { Some(config) } else { None }
+}
+
+/// What training needs: GPU, data and a valid form; else a message.
+fn ready(ui: Ui) -> Option<(TrainConfig, Device, Rc<Cifar10>, u64)> {
+    let config = form_config(ui).or_else(|| {
+        ui.say(true, "Fix the highlighted settings first.");
+        None
+    })?;
+    let Some((device, limit)) =
+        with_engine(|e| e.gpu.as_ref().map(|g| (g.device.clone(), g.max_storage_buffer_binding_size)))
+    else {
+        ui.say(true, "WebGPU is not available, so training cannot start (see the status above).");
+        return None;
+    };
+    let Some(data) = with_engine(|e| e.data.clone()) else {
+        ui.say(true, "Load CIFAR-10 first.");
+        return None;
+    };
+    Some((config, device, data, limit))
+}
+
+/// Refuses a batch whose largest activation exceeds the adapter's storage-binding limit.
+fn check_limits(ui: Ui, config: &TrainConfig, limit: u64) -> bool {
+    let need = largest_activation_bytes(config.batch_size, config.width);
+    if need > limit {
+        ui.say(
+            true,
+            format!(
+                "Batch {} needs a {} MiB buffer but this GPU allows {} MiB per binding \
+                 (maxStorageBufferBindingSize). The largest batch that fits at width {} is {}.",
+                config.batch_size,
+                need >> 20,
+                limit >> 20,
+                config.width,
+                max_batch_for(limit, config.width)
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+/// Starts a training run from the form.
+pub fn start_training(ui: Ui) {
+    if ui.busy() {
+        return;
+    }
+    let Some((config, device, data, limit)) = ready(ui) else { return };
+    if !check_limits(ui, &config, limit) {
+        return;
+    }
+    let mut trainer = match Trainer::new(config.clone(), &data, &device) {
+        Ok(t) => t,
+        Err(e) => return ui.say(true, e.to_string()),
+    };
+    control().set(Control::Run);
+    ui.batches.set(Vec::new());
+    ui.epochs.set(Vec::new());
+    ui.evaluation.set(None);
+    ui.message.set(None);
+    ui.total_epochs.set(config.epochs);
+    ui.started_ms.set(now_ms());
+    ui.phase.set(Phase::Running);
+    with_engine(|e| {
+        e.log = trainer.log.clone();
+        e.snapshot = None;
+    });
+    leptos::task::spawn_local(async move {
+        let mut host = WebHost { ui };
+        let data = data.subset(config.train_subset, config.test_subset);
+        trainer.announce(&mut host);
+        let mut outcome = Ok(());
+        while !trainer.finished() {
+            if let Err(e) = trainer.run_epoch(&data, &mut host).await {
+                outcome = Err(e);
+                break;
+            }
+            // A CPU copy of each epoch, so a lost device cannot take the weights with it.
+            match weights::snapshot(&trainer.model).await {
+                Ok(s) => with_engine(|e| e.snapshot = Some(s)),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        with_engine(|e| e.log.batches = trainer.log.batches.clone());
+        match outcome {
+            Ok(()) => {
+                ui.phase.set(Phase::Finished);
+                let acc = trainer.last_evaluation.as_ref().map(|e| e.accuracy * 100.0).unwrap_or(0.0);
+                ui.say(false, format!("Finished {} epochs: {acc:.2}% test accuracy.", trainer.epoch));
+            }
+            Err(TrainError::Stopped) => {
+                ui.phase.set(Phase::Stopped);
+                ui.say(false, format!("Stopped after {} steps; the weights so far can be downloaded.", trainer.step));
+            }
+            Err(e) => {
+                ui.phase.set(Phase::Failed);
+                ui.say(true, e.to_string());
+            }
+        }
+    });
+}
+
+/// Pause or resume.
+pub fn toggle_pause(ui: Ui) {
+    let c = control();
+    match (ui.phase.get_untracked(), c.get()) {
+        (Phase::Running, _) => c.set(Control::Pause),
+        (Phase::Paused, _) => c.set(Control::Run),
+        _ => {}
+    }
+}
+
+/// Stop after the current batch.
+pub fn stop(ui: Ui) {
+    if ui.busy() {
+        control().set(Control::Stop);
+    }
+}
+
+/// Runs the LR range test with the form's settings.
+pub fn run_lr_finder(ui: Ui) {
+    if ui.busy() {
+        return;
+    }
+    let Some((config, device, data, limit)) = ready(ui) else { return };
+    if !check_limits(ui, &config, limit) {
+        return;
+    }
+    control().set(Control::Run);
+    ui.lr_points.set(Vec::new());
+    ui.lr_suggestion.set(None);
+    ui.phase.set(Phase::FindingLr);
+    let finder = LrFinderConfig { steps: ui.lr_steps.get_untracked().max(10), ..Default::default() };
+    leptos::task::spawn_local(async move {
+        let mut host = WebHost { ui };
+        match find_lr(&config, &finder, &data, &device, &mut host).await {
+            Ok(r) => {
+                ui.lr_suggestion.set(r.suggestion());
+                ui.say(
+                    false,
+                    match r.suggestion() {
+                        Some(s) => format!("LR finder suggests max LR {s:.4} (min/10: {:.4}).", r.min_over_10.unwrap_or(0.0)),
+                        None => "LR finder: no clear descent; keep the recipe's LR.".into(),
+                    },
+                );
+                with_engine(|e| e.lr_result = Some(r));
+            }
+            Err(e) => ui.say(true, format!("LR finder: {e}")),
+        }
+        ui.phase.set(Phase::Idle);
+    });
+}
+
+/// Offers bytes as a download.
+pub fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
+    let array = js_sys::Uint8Array::from(bytes);
+    let parts = js_sys::Array::of1(&array);
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type(mime);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &opts).map_err(|e| format!("{e:?}"))?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
+    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let a: web_sys::HtmlAnchorElement =
+        document.create_element("a").map_err(|e| format!("{e:?}"))?.dyn_into().map_err(|_| "no anchor")?;
+    a.set_href(&url);
+    a.set_download(name);
+    a.click();
+    // Revoke later: the download has to start first.
+    leptos::task::spawn_local(async move {
+        gloo::timers::future::TimeoutFuture::new(60_000).await;
+        let _ = web_sys::Url::revoke_object_url(&url);
+    });
+    Ok(())
+}
+
+/// Which weights to export: the GPU model if it reads back, else the last epoch's CPU copy.
+async fn export_snapshot() -> Result<weights::Snapshot, String> {
+    let model = with_engine(|e| e.model.clone());
+    if let Some(model) = model {
+        match weights::snapshot(&model).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                if let Some(s) = with_engine(|e| e.snapshot.clone()) {
+                    log::warn!("reading the GPU model failed ({e}); exporting the last epoch's copy");
+                    return Ok(s);
+                }
+                return Err(e.to_string());
+            }
+        }
+    }
+    with_engine(|e| e.snapshot.clone()).ok_or_else(|| "no trained weights yet".to_string())
+}
+
+/// Downloads the weights in burn's format (`safetensors = false`) or as `.safetensors`.
+pub fn export_weights(ui: Ui, safetensors: bool) {
+    leptos::task::spawn_local(async move {
+        let result = async {
+            let snap = export_snapshot().await?;
+            if safetensors {
+                let bytes = snap.to_safetensors().map_err(|e| e.to_string())?;
+                download("resnet9-cifar10.safetensors", "application/octet-stream", &bytes)
+            } else {
+                let bytes = snap.to_burnpack().map_err(|e| e.to_string())?;
+                download("resnet9-cifar10.bpk", "application/octet-stream", &bytes)
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            ui.say(true, format!("Export failed: {e}"));
+        }
+    });
+}
+
+/// Downloads the metrics as JSON or CSV.
+pub fn export_metrics(ui: Ui, csv: bool) {
+    let log = with_engine(|e| e.log.clone());
+    let r = if csv {
+        download("metrics.csv", "text/csv", log.to_csv().as_bytes())
+    } else {
+        download(
+            "metrics.json",
+            "application/json",
+            serde_json::to_string_pretty(&log).unwrap_or_default().as_bytes(),
+        )
+    };
+    if let Err(e) = r {
+        ui.say(true, format!("Export failed: {e}"));
+    }
+}
+
+/// Imports weights from a picked file (either format).
+pub fn import_weights(ui: Ui, file: web_sys::File) {
+    let Some(device) = with_engine(|e| e.gpu.as_ref().map(|g| g.device.clone())) else {
+        return ui.say(true, "WebGPU is not available: weights cannot be loaded onto the GPU.");
+    };
+    if ui.busy() {
+        return ui.say(true, "Stop training before importing weights.");
+    }
+    leptos::task::spawn_local(async move {
+        let bytes = match JsFuture::from(file.array_buffer()).await {
+            Ok(buf) => js_sys::Uint8Array::new(&buf).to_vec(),
+            Err(e) => return ui.say(true, format!("Could not read {}: {e:?}", file.name())),
+        };
+        match weights::import(&bytes, &device) {
+            Ok(model) => {
+                with_engine(|e| e.model = Some(model));
+                ui.exportable.set(true);
+                ui.say(false, format!("Loaded weights from {}.", file.name()));
+            }
+            Err(e) => ui.say(true, format!("{}: {e}", file.name())),
+        }
+    });
+}
+
+/// Decodes any image the browser can, draws it at 32x32 and returns planar RGB bytes.
+async fn image_to_planar(file: &web_sys::File) -> Result<Vec<u8>, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let bitmap = JsFuture::from(window.create_image_bitmap_with_blob(file).map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|_| format!("{} is not an image the browser can decode", file.name()))?;
+    let bitmap: web_sys::ImageBitmap = bitmap.dyn_into().map_err(|_| "not an image")?;
+    let document = window.document().ok_or("no document")?;
+    let canvas: web_sys::HtmlCanvasElement =
+        document.create_element("canvas").map_err(|e| format!("{e:?}"))?.dyn_into().map_err(|_| "no canvas")?;
+    canvas.set_width(32);
+    canvas.set_height(32);
+    let ctx: web_sys::CanvasRenderingContext2d = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .ok_or("no 2d context")?
+        .dyn_into()
+        .map_err(|_| "no 2d context")?;
+    ctx.draw_image_with_image_bitmap_and_dw_and_dh(&bitmap, 0.0, 0.0, 32.0, 32.0)
+        .map_err(|e| format!("{e:?}"))?;
+    let rgba = ctx.get_image_data(0.0, 0.0, 32.0, 32.0).map_err(|e| format!("{e:?}"))?.data().0;
+    let mut planar = vec![0u8; IMAGE_BYTES];
+    for i in 0..1024 {
+        for c in 0..3 {
+            planar[c * 1024 + i] = rgba[i * 4 + c];
+        }
+    }
+    Ok(planar)
+}
+
+/// Classifies a picked image with the current model: top-3 classes.
+pub fn predict_file(ui: Ui, file: web_sys::File) {
+    leptos::task::spawn_local(async move {
+        let result = async {
+            let (model, norm, names, device) = with_engine(|e| {
+                (
+                    e.model.clone(),
+                    e.norm,
+                    e.data.as_ref().map(|d| d.class_names.clone()),
+                    e.gpu.as_ref().map(|g| g.device.clone()),
+                )
+            });
+            let model = model.ok_or("train or import a model first")?;
+            let device = device.ok_or("WebGPU is not available")?;
+            let names = names.unwrap_or_else(|| crate::data::DEFAULT_CLASS_NAMES.iter().map(|s| s.to_string()).collect());
+            // Without loaded data, fall back to CIFAR-10's well-known channel statistics.
+            let norm = norm.unwrap_or(Normalization { mean: [125.3, 123.0, 113.9], std: [63.0, 62.1, 66.7] });
+            let planar = image_to_planar(&file).await?;
+            let batch = crate::augment::make_batch(
+                &crate::data::Split { images: planar, labels: vec![0] },
+                &[0],
+                crate::augment::Augment::NONE,
+                &norm,
+                &mut crate::augment::rng(0, 0),
+            );
+            let (x, _) = crate::train::batch_tensors(&batch, &device.without_autodiff());
+            let probs = crate::train::predict(&model, x).await.map_err(|e| e.to_string())?;
+            let p = probs.first().ok_or("no output")?;
+            let mut ranked: Vec<(usize, f32)> = p.iter().copied().enumerate().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            Ok::<String, String>(
+                ranked
+                    .iter()
+                    .take(3)
+                    .map(|(c, p)| format!("{} {:.1}%", names.get(*c).map(String::as_str).unwrap_or("?"), p * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+            )
+        }
+        .await;
+        ui.predict.set(Some(result));
+    });
+}

@@ -1,0 +1,507 @@
+//! The page: small components, each reading the signals it shows and calling `actions`.
+
+use leptos::html;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::actions;
+use super::charts;
+use super::gpu;
+use super::state::{with_engine, Phase, Ui};
+use crate::augment::{self, Augment};
+use crate::config::{TrainConfig, FORM_FIELDS};
+use crate::metrics::EpochStats;
+
+/// Reads `?key=value` pairs of the page URL.
+pub fn query_pairs() -> Vec<(String, String)> {
+    let Some(search) = web_sys::window().and_then(|w| w.location().search().ok()) else { return vec![] };
+    let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else { return vec![] };
+    let mut out = Vec::new();
+    if let Ok(iter) = js_sys::try_iter(&params) {
+        for entry in iter.into_iter().flatten().flatten() {
+            let pair = js_sys::Array::from(&entry);
+            if let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
+/// Applies the URL's settings to the UI (form fields, data URL, shard list, LR finder steps).
+pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
+    let defaults = TrainConfig::new();
+    let mut form: Vec<(String, String)> =
+        FORM_FIELDS.iter().map(|(k, _)| (k.to_string(), defaults.field(k))).collect();
+    for (k, v) in pairs {
+        if let Some(slot) = form.iter_mut().find(|(key, _)| key == k) {
+            slot.1 = v.clone();
+        }
+        match k.as_str() {
+            "data" => ui.data_url.set(v.clone()),
+            "shards" => ui.data_files.set(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+            "lr_steps" => {
+                if let Ok(n) = v.parse::<usize>() {
+                    ui.lr_steps.set(n.clamp(10, 1000));
+                }
+            }
+            _ => {}
+        }
+    }
+    ui.form.set(form);
+    let _ = actions::form_config(ui);
+}
+
+/// The whole app.
+#[component]
+pub fn App() -> impl IntoView {
+    let ui = Ui::new();
+    apply_query(ui, &query_pairs());
+    spawn_local(async move {
+        let r = gpu::init().await;
+        ui.gpu.set(Some(r.clone().map(|g| g.summary())));
+        if let Ok(g) = r {
+            with_engine(|e| e.gpu = Some(g));
+        }
+    });
+    actions::load_cache(ui);
+    view! {
+        <main class="app">
+            <header class="top">
+                <div>
+                    <h1>"ResNet-9 · CIFAR-10 · WebGPU"</h1>
+                    <p class="sub">"Train the seed's ResNet-9 with One-Cycle SGD on your own GPU, in this tab."</p>
+                </div>
+                <WebGpuStatus ui=ui />
+            </header>
+            <div class="grid">
+                <DataPanel ui=ui />
+                <HyperParams ui=ui />
+                <LrFinder ui=ui />
+                <TrainControls ui=ui />
+                <Charts ui=ui />
+                <MetricsTable ui=ui />
+                <Mistakes ui=ui />
+                <Weights ui=ui />
+            </div>
+        </main>
+    }
+}
+
+/// Adapter name and limits, or what went wrong and what to do.
+#[component]
+pub fn WebGpuStatus(ui: Ui) -> impl IntoView {
+    view! {
+        <p data-testid="webgpu-status" class=move || match ui.gpu.get() {
+            None => "status pending",
+            Some(Ok(_)) => "status ok",
+            Some(Err(_)) => "status error",
+        }>
+            {move || match ui.gpu.get() {
+                None => "Starting WebGPU…".to_string(),
+                Some(Ok(s)) => s,
+                Some(Err(e)) => e,
+            }}
+        </p>
+    }
+}
+
+fn files_of(input: &web_sys::HtmlInputElement) -> Vec<web_sys::File> {
+    let Some(list) = input.files() else { return vec![] };
+    (0..list.length()).filter_map(|i| list.get(i)).collect()
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Data loading: URL, file (pick or drop), cache; progress, status, errors and the preview.
+#[component]
+pub fn DataPanel(ui: Ui) -> impl IntoView {
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        let files = ev
+            .data_transfer()
+            .and_then(|dt| dt.files())
+            .map(|l| (0..l.length()).filter_map(|i| l.get(i)).collect())
+            .unwrap_or_default();
+        actions::load_files(ui, files);
+    };
+    view! {
+        <section class="card data">
+            <h2>"1 · Data"</h2>
+            <div class="row">
+                <input type="url" data-testid="data-url" prop:value=move || ui.data_url.get()
+                    on:input=move |ev| ui.data_url.set(event_target_value(&ev)) />
+                <button data-testid="data-load-url" on:click=move |_| actions::load_url(ui)>"Load from URL"</button>
+            </div>
+            <label class="drop" data-testid="data-drop"
+                on:dragover=move |ev: leptos::ev::DragEvent| ev.prevent_default()
+                on:drop=on_drop>
+                "Drop cifar-10-binary.tar.gz or .bin shards here, or "
+                <input type="file" multiple data-testid="data-file" accept=".gz,.tgz,.tar,.bin,.txt"
+                    on:change=move |ev| {
+                        let input: web_sys::HtmlInputElement = event_target(&ev);
+                        actions::load_files(ui, files_of(&input));
+                        input.set_value("");
+                    } />
+            </label>
+            <div data-testid="data-progress" class="progress-block">
+                {move || ui.progress.get().map(|p| view! {
+                    <div>{format!("{} {}: {} of {} · {:.1} MB/s", p.phase, p.name, mb(p.loaded),
+                        p.total.map(mb).unwrap_or("?".into()), p.mb_per_s)}</div>
+                    <progress max="100" value=p.percent().unwrap_or(0.0)></progress>
+                    <div>{format!("total {}{}", mb(p.all_loaded),
+                        p.all_percent().map(|x| format!(" ({x:.0}%)")).unwrap_or_default())}</div>
+                    <progress max="100" value=p.all_percent().unwrap_or(0.0)></progress>
+                })}
+            </div>
+            <p data-testid="data-status" class="ok">{move || ui.data_status.get().unwrap_or_else(|| "No data loaded.".into())}</p>
+            <p data-testid="data-error" class="error">{move || ui.data_error.get().unwrap_or_default()}</p>
+            <button data-testid="data-clear-cache" class="small" on:click=move |_| actions::clear_cache(ui)>"Clear cached data"</button>
+            <SampleGrid ui=ui />
+        </section>
+    }
+}
+
+/// Train images beside the same images after augmentation: what the network sees.
+#[component]
+pub fn SampleGrid(ui: Ui) -> impl IntoView {
+    let original = NodeRef::<html::Canvas>::new();
+    let augmented = NodeRef::<html::Canvas>::new();
+    Effect::new(move || {
+        let _ = ui.data_version.get();
+        let (Some(a), Some(b)) = (original.get(), augmented.get()) else { return };
+        let Some((data, norm)) = with_engine(|e| e.data.clone().zip(e.norm)) else { return };
+        let idx: Vec<usize> = (0..12.min(data.train.len())).collect();
+        let captions: Vec<String> =
+            idx.iter().map(|&i| data.class_names[data.train.labels[i] as usize].clone()).collect();
+        charts::draw_grid(&a, &charts::images_of(&data.train, &idx), &captions, 6, 2);
+        let batch = augment::make_batch(&data.train, &idx, Augment::FULL, &norm, &mut augment::rng(ui.data_version.get_untracked() as u64, 9));
+        let aug: Vec<Vec<u8>> = batch.images.chunks_exact(crate::data::IMAGE_BYTES).map(|x| charts::denormalise(x, &norm)).collect();
+        charts::draw_grid(&b, &aug, &captions, 6, 2);
+    });
+    view! {
+        <div data-testid="sample-grid" class="samples">
+            <figure><canvas node_ref=original width="0" height="0"></canvas><figcaption>"train images"</figcaption></figure>
+            <figure><canvas node_ref=augmented width="0" height="0"></canvas><figcaption>"after crop, flip, cutout"</figcaption></figure>
+        </div>
+    }
+}
+
+/// The hyper-parameter form, prefilled from the URL, with a shareable link.
+#[component]
+pub fn HyperParams(ui: Ui) -> impl IntoView {
+    let link = RwSignal::new(String::new());
+    let fields = FORM_FIELDS.iter().map(|(key, label)| {
+        let key = key.to_string();
+        let k1 = key.clone();
+        let k2 = key.clone();
+        let k3 = key.clone();
+        let value = move || ui.form.get().iter().find(|(k, _)| *k == k1).map(|(_, v)| v.clone()).unwrap_or_default();
+        let error = move || ui.form_errors.get().iter().find(|(k, _)| *k == k2).map(|(_, e)| e.clone());
+        let on_input = move |ev: leptos::ev::Event| {
+            let v = if k3 == "cutout" {
+                let input: web_sys::HtmlInputElement = event_target(&ev);
+                input.checked().to_string()
+            } else {
+                event_target_value(&ev)
+            };
+            ui.form.update(|f| {
+                if let Some(slot) = f.iter_mut().find(|(k, _)| *k == k3) {
+                    slot.1 = v;
+                }
+            });
+            let _ = actions::form_config(ui);
+        };
+        let input = if key == "cutout" {
+            let value = value.clone();
+            view! { <input type="checkbox" data-testid=format!("hp-{key}") prop:checked=move || value() == "true" on:change=on_input /> }.into_any()
+        } else {
+            view! { <input type="text" inputmode="decimal" data-testid=format!("hp-{key}") prop:value=value on:input=on_input /> }.into_any()
+        };
+        view! {
+            <label class="field">
+                <span>{*label}</span>
+                {input}
+                <small class="error" data-testid=format!("hp-{key}-error")>{move || error().unwrap_or_default()}</small>
+            </label>
+        }
+    }).collect_view();
+    let copy = move |_| {
+        let form = ui.form.get_untracked();
+        let (config, _) = TrainConfig::from_pairs(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let Some(loc) = web_sys::window().map(|w| w.location()) else { return };
+        let base = format!("{}{}", loc.origin().unwrap_or_default(), loc.pathname().unwrap_or_default());
+        let mut q = config.to_query();
+        let data = ui.data_url.get_untracked();
+        if data != "data/cifar-10-batches-bin/" {
+            q = format!("{q}{}data={}", if q.is_empty() { "" } else { "&" }, String::from(js_sys::encode_uri_component(&data)));
+        }
+        let url = if q.is_empty() { base } else { format!("{base}?{q}") };
+        if let Some(w) = web_sys::window() {
+            let _ = w.navigator().clipboard().write_text(&url);
+        }
+        link.set(url);
+    };
+    view! {
+        <section class="card" data-testid="hparams">
+            <h2>"2 · Recipe"</h2>
+            <div class="fields">{fields}</div>
+            <div class="row">
+                <button class="small" data-testid="copy-link" on:click=copy>"Copy link with these settings"</button>
+                <input class="link" readonly data-testid="share-link" prop:value=move || link.get() />
+            </div>
+        </section>
+    }
+}
+
+/// LR range test: run, plot, suggest, apply.
+#[component]
+pub fn LrFinder(ui: Ui) -> impl IntoView {
+    let canvas = NodeRef::<html::Canvas>::new();
+    Effect::new(move || {
+        let points = ui.lr_points.get();
+        let suggestion = ui.lr_suggestion.get();
+        if let Some(c) = canvas.get() {
+            if !points.is_empty() {
+                let _ = charts::draw_lr_finder(&c, &points, suggestion);
+            }
+        }
+    });
+    let use_it = move |_| {
+        if let Some(s) = ui.lr_suggestion.get_untracked() {
+            ui.form.update(|f| {
+                if let Some(slot) = f.iter_mut().find(|(k, _)| k == "max_lr") {
+                    slot.1 = format!("{s:.4}");
+                }
+            });
+            let _ = actions::form_config(ui);
+        }
+    };
+    view! {
+        <section class="card">
+            <h2>"3 · Learning-rate finder"</h2>
+            <button data-testid="lr-finder-run" disabled=move || ui.busy() on:click=move |_| actions::run_lr_finder(ui)>
+                {move || if ui.phase.get() == Phase::FindingLr { "Finding…" } else { "Run LR range test" }}
+            </button>
+            <canvas data-testid="lr-finder-chart" node_ref=canvas width="560" height="240"></canvas>
+            <p data-testid="lr-finder-suggestion">
+                {move || ui.lr_suggestion.get().map(|s| format!("Suggested max LR: {s:.4}")).unwrap_or_default()}
+                <button class="small" data-testid="lr-finder-use" disabled=move || ui.lr_suggestion.get().is_none() on:click=use_it>"Use it"</button>
+            </p>
+        </section>
+    }
+}
+
+fn clock(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// Start, pause/resume, stop and the progress bar.
+#[component]
+pub fn TrainControls(ui: Ui) -> impl IntoView {
+    let progress = move || {
+        let spe = ui.steps_per_epoch.get().max(1);
+        let total = ui.schedule.get().map(|s| s.total_steps).unwrap_or(0);
+        let last = ui.batches.with(|b| b.last().cloned());
+        let (step, elapsed, ips, epoch, batch) = last
+            .map(|b| (b.step, b.elapsed_s, b.images_per_sec, b.epoch + 1, b.batch))
+            .unwrap_or((0, 0.0, 0.0, 0, 0));
+        let eta = if step > 0 { elapsed / step as f64 * (total.saturating_sub(step)) as f64 } else { 0.0 };
+        let pct = if total > 0 { 100.0 * step as f64 / total as f64 } else { 0.0 };
+        (
+            pct,
+            format!(
+                "epoch {epoch}/{} · batch {batch}/{spe} · step {step}/{total} · elapsed {} · ETA {} · {ips:.0} images/s",
+                ui.total_epochs.get(),
+                clock(elapsed),
+                clock(eta)
+            ),
+        )
+    };
+    view! {
+        <section class="card">
+            <h2>"4 · Train"</h2>
+            <div class="row">
+                <button class="primary" data-testid="train-start" disabled=move || ui.busy() on:click=move |_| actions::start_training(ui)>"Train"</button>
+                <button data-testid="train-pause" disabled=move || !matches!(ui.phase.get(), Phase::Running | Phase::Paused)
+                    on:click=move |_| actions::toggle_pause(ui)>
+                    {move || if ui.phase.get() == Phase::Paused { "Resume" } else { "Pause" }}
+                </button>
+                <button data-testid="train-stop" disabled=move || !ui.busy() on:click=move |_| actions::stop(ui)>"Stop"</button>
+                <span class="phase" data-testid="train-phase">{move || format!("{:?}", ui.phase.get())}</span>
+            </div>
+            <div data-testid="train-progress" class="progress-block">
+                <progress max="100" value=move || progress().0></progress>
+                <div>{move || progress().1}</div>
+            </div>
+            <p data-testid="train-message" class=move || match ui.message.get() { Some((true, _)) => "error", _ => "ok" }>
+                {move || ui.message.get().map(|(_, m)| m).unwrap_or_default()}
+            </p>
+        </section>
+    }
+}
+
+/// Schedule, loss and accuracy charts, redrawn as events arrive (a few times a second at most:
+/// batch events come every `read_every` steps).
+#[component]
+pub fn Charts(ui: Ui) -> impl IntoView {
+    let schedule = NodeRef::<html::Canvas>::new();
+    let loss = NodeRef::<html::Canvas>::new();
+    let accuracy = NodeRef::<html::Canvas>::new();
+    Effect::new(move || {
+        let Some(s) = ui.schedule.get() else { return };
+        let step = ui.batches.with(|b| b.last().map(|b| b.step).unwrap_or(0));
+        if let Some(c) = schedule.get() {
+            let _ = charts::draw_schedule(&c, &s, step);
+        }
+    });
+    Effect::new(move || {
+        let total = ui.schedule.get().map(|s| s.total_steps).unwrap_or(1);
+        ui.batches.with(|b| {
+            if let (Some(c), false) = (loss.get(), b.is_empty()) {
+                let _ = charts::draw_loss(&c, b, total);
+            }
+        });
+    });
+    Effect::new(move || {
+        let total = ui.total_epochs.get();
+        ui.epochs.with(|e| {
+            if let (Some(c), false) = (accuracy.get(), e.is_empty()) {
+                let _ = charts::draw_accuracy(&c, e, total);
+            }
+        });
+    });
+    view! {
+        <section class="card wide charts">
+            <h2>"5 · Live charts"</h2>
+            <div class="chart-row">
+                <canvas data-testid="chart-schedule" node_ref=schedule width="420" height="240"></canvas>
+                <canvas data-testid="chart-loss" node_ref=loss width="420" height="240"></canvas>
+                <canvas data-testid="chart-accuracy" node_ref=accuracy width="420" height="240"></canvas>
+            </div>
+        </section>
+    }
+}
+
+/// One row per epoch in the seed's log format.
+#[component]
+pub fn MetricsTable(ui: Ui) -> impl IntoView {
+    let headers: Vec<&str> = EpochStats::HEADER.split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
+    view! {
+        <section class="card wide">
+            <h2>"Epoch log"</h2>
+            <div class="table-wrap">
+            <table data-testid="metrics-table">
+                <thead><tr>{headers.into_iter().map(|h| view! { <th>{h}</th> }).collect_view()}</tr></thead>
+                <tbody>
+                    {move || ui.epochs.get().into_iter().map(|e| view! {
+                        <tr>
+                            <td>{e.epoch}</td>
+                            <td>{format!("{:.4}", e.lr)}</td>
+                            <td>{format!("{:.2}", e.train_time_s)}</td>
+                            <td>{format!("{:.4}", e.train_loss)}</td>
+                            <td>{format!("{:.4}", e.train_acc)}</td>
+                            <td>{format!("{:.2}", e.test_time_s)}</td>
+                            <td>{format!("{:.4}", e.test_loss)}</td>
+                            <td>{format!("{:.4}", e.test_acc)}</td>
+                            <td>{format!("{:.2}", e.total_time_s)}</td>
+                            <td>{format!("{:.0}", e.images_per_sec)}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            </div>
+        </section>
+    }
+}
+
+/// The most confident mistakes and the confusion matrix.
+#[component]
+pub fn Mistakes(ui: Ui) -> impl IntoView {
+    let gallery = NodeRef::<html::Canvas>::new();
+    let matrix = NodeRef::<html::Canvas>::new();
+    Effect::new(move || {
+        let Some(eval) = ui.evaluation.get() else { return };
+        let Some(data) = with_engine(|e| e.data.clone()) else { return };
+        if let Some(c) = gallery.get() {
+            let idx: Vec<usize> = eval.mistakes.iter().take(24).map(|m| m.index).collect();
+            let captions: Vec<String> = eval
+                .mistakes
+                .iter()
+                .take(24)
+                .map(|m| {
+                    format!(
+                        "{}\n→ {} {:.0}%",
+                        data.class_names[m.label],
+                        data.class_names[m.predicted],
+                        m.confidence * 100.0
+                    )
+                })
+                .collect();
+            charts::draw_grid(&c, &charts::images_of(&data.test, &idx), &captions, 8, 2);
+        }
+        if let Some(c) = matrix.get() {
+            charts::draw_confusion(&c, &eval, &data.class_names);
+        }
+    });
+    view! {
+        <section class="card wide">
+            <h2>"6 · Mistakes"</h2>
+            <div class="mistakes">
+                <div data-testid="misclassified">
+                    <p data-testid="misclassified-count">{move || ui.evaluation.get().map(|e|
+                        format!("{} misclassified of {} test images ({:.2}% accuracy); most confident mistakes:", e.wrong, e.images, e.accuracy * 100.0))
+                        .unwrap_or_else(|| "Mistakes appear after the first evaluation.".into())}</p>
+                    <canvas node_ref=gallery width="0" height="0"></canvas>
+                </div>
+                <div data-testid="confusion-matrix">
+                    <canvas node_ref=matrix width="0" height="0"></canvas>
+                </div>
+            </div>
+        </section>
+    }
+}
+
+/// Downloads, import and prediction.
+#[component]
+pub fn Weights(ui: Ui) -> impl IntoView {
+    let can_export = move || ui.exportable.get() && ui.phase.get() != Phase::Running;
+    let has_metrics = move || !ui.epochs.get().is_empty();
+    view! {
+        <section class="card wide">
+            <h2>"7 · Weights and prediction"</h2>
+            <div class="row">
+                <button data-testid="export-weights" disabled=move || !can_export() on:click=move |_| actions::export_weights(ui, false)>"Download weights (.bpk)"</button>
+                <button data-testid="export-safetensors" disabled=move || !can_export() on:click=move |_| actions::export_weights(ui, true)>"Download .safetensors"</button>
+                <button data-testid="export-metrics" disabled=move || !has_metrics() on:click=move |_| actions::export_metrics(ui, false)>"Metrics JSON"</button>
+                <button data-testid="export-metrics-csv" disabled=move || !has_metrics() on:click=move |_| actions::export_metrics(ui, true)>"Metrics CSV"</button>
+            </div>
+            <div class="row">
+                <label>"Import weights (.bpk or .safetensors): "
+                    <input type="file" data-testid="import-weights" accept=".bpk,.safetensors"
+                        on:change=move |ev| {
+                            let input: web_sys::HtmlInputElement = event_target(&ev);
+                            if let Some(f) = files_of(&input).into_iter().next() { actions::import_weights(ui, f); }
+                            input.set_value("");
+                        } />
+                </label>
+            </div>
+            <div class="row">
+                <label>"Classify an image: "
+                    <input type="file" data-testid="predict-input" accept="image/*"
+                        on:change=move |ev| {
+                            let input: web_sys::HtmlInputElement = event_target(&ev);
+                            if let Some(f) = files_of(&input).into_iter().next() { actions::predict_file(ui, f); }
+                            input.set_value("");
+                        } />
+                </label>
+                <span data-testid="predict-result" class=move || match ui.predict.get() { Some(Err(_)) => "error", _ => "ok" }>
+                    {move || match ui.predict.get() { Some(Ok(s)) => s, Some(Err(e)) => e, None => String::new() }}
+                </span>
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,133 @@
+//! The page's state: reactive signals for what is shown, and the engine objects (data, model)
+//! that stay outside the reactive system.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use leptos::prelude::*;
+
+use super::gpu::GpuInfo;
+use super::loader::Progress;
+use crate::augment::Normalization;
+use crate::data::Cifar10;
+use crate::lr_finder::LrFinderResult;
+use crate::metrics::{BatchStats, EpochStats, Evaluation, RunLog};
+use crate::model::ResNet9;
+use crate::schedule::OneCycle;
+use crate::train::Control;
+use crate::weights::Snapshot;
+
+/// Where the training run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    FindingLr,
+    Running,
+    Paused,
+    Stopped,
+    Finished,
+    Failed,
+}
+
+/// Engine objects, kept out of signals (large, not reactive).
+#[derive(Default)]
+pub struct Engine {
+    pub gpu: Option<GpuInfo>,
+    pub data: Option<Rc<Cifar10>>,
+    pub norm: Option<Normalization>,
+    /// The latest consistent model on the GPU (epoch end, pause, stop or import).
+    pub model: Option<ResNet9>,
+    /// A CPU copy of the last completed epoch: survives a lost device.
+    pub snapshot: Option<Snapshot>,
+    pub log: RunLog,
+    pub lr_result: Option<LrFinderResult>,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Engine> = RefCell::new(Engine::default());
+    static CONTROL: Rc<Cell<Control>> = Rc::new(Cell::new(Control::Run));
+}
+
+/// Runs `f` with the engine (never hold this across an `.await`).
+pub fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
+    ENGINE.with(|e| f(&mut e.borrow_mut()))
+}
+
+/// The pause/stop switch shared with the training task.
+pub fn control() -> Rc<Cell<Control>> {
+    CONTROL.with(|c| c.clone())
+}
+
+/// Every signal the page reads. `Copy`, so components take it by value.
+#[derive(Clone, Copy)]
+pub struct Ui {
+    pub gpu: RwSignal<Option<Result<String, String>>>,
+    pub data_status: RwSignal<Option<String>>,
+    pub data_error: RwSignal<Option<String>>,
+    pub progress: RwSignal<Option<Progress>>,
+    pub data_version: RwSignal<u32>,
+    pub form: RwSignal<Vec<(String, String)>>,
+    pub form_errors: RwSignal<Vec<(String, String)>>,
+    pub data_url: RwSignal<String>,
+    pub data_files: RwSignal<Vec<String>>,
+    pub lr_steps: RwSignal<usize>,
+    pub phase: RwSignal<Phase>,
+    pub message: RwSignal<Option<(bool, String)>>,
+    pub schedule: RwSignal<Option<OneCycle>>,
+    pub steps_per_epoch: RwSignal<usize>,
+    pub total_epochs: RwSignal<usize>,
+    pub batches: RwSignal<Vec<BatchStats>>,
+    pub epochs: RwSignal<Vec<EpochStats>>,
+    pub evaluation: RwSignal<Option<Evaluation>>,
+    pub lr_points: RwSignal<Vec<(f64, f32)>>,
+    pub lr_suggestion: RwSignal<Option<f64>>,
+    pub exportable: RwSignal<bool>,
+    pub predict: RwSignal<Option<Result<String, String>>>,
+    pub started_ms: RwSignal<f64>,
+}
+
+impl Ui {
+    pub fn new() -> Self {
+        Self {
+            gpu: RwSignal::new(None),
+            data_status: RwSignal::new(None),
+            data_error: RwSignal::new(None),
+            progress: RwSignal::new(None),
+            data_version: RwSignal::new(0),
+            form: RwSignal::new(Vec::new()),
+            form_errors: RwSignal::new(Vec::new()),
+            data_url: RwSignal::new("data/cifar-10-batches-bin/".into()),
+            data_files: RwSignal::new(super::loader::official_files()),
+            lr_steps: RwSignal::new(200),
+            phase: RwSignal::new(Phase::Idle),
+            message: RwSignal::new(None),
+            schedule: RwSignal::new(None),
+            steps_per_epoch: RwSignal::new(0),
+            total_epochs: RwSignal::new(0),
+            batches: RwSignal::new(Vec::new()),
+            epochs: RwSignal::new(Vec::new()),
+            evaluation: RwSignal::new(None),
+            lr_points: RwSignal::new(Vec::new()),
+            lr_suggestion: RwSignal::new(None),
+            exportable: RwSignal::new(false),
+            predict: RwSignal::new(None),
+            started_ms: RwSignal::new(0.0),
+        }
+    }
+
+    /// Whether a run or the LR finder is using the GPU.
+    pub fn busy(&self) -> bool {
+        matches!(self.phase.get(), Phase::Running | Phase::Paused | Phase::FindingLr)
+    }
+
+    /// Shows an error (`true`) or information line under the controls.
+    pub fn say(&self, error: bool, text: impl Into<String>) {
+        self.message.set(Some((error, text.into())));
+    }
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,321 @@
+//! End-to-end tests of the built site (`dist/`, built with `--public-url /cifar10-webgpu/`),
+//! served by a plain static file server (Python's, not trunk) under a sub-path on 127.0.0.1 and
+//! driven in headless Chromium (SwiftShader WebGPU) through chromedriver.
+//!
+//! `scripts/test.sh` builds the site first; run alone with
+//! `E2E_DIST=dist cargo test --release --test e2e -- --test-threads 1`.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const SUB_PATH: &str = "/cifar10-webgpu/";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Killer(Child);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Everything one test needs: a static server, chromedriver, a browser session.
+struct Site {
+    client: Client,
+    base: String,
+    downloads: PathBuf,
+    _server: Killer,
+    _driver: Killer,
+    _root: PathBuf,
+}
+
+fn dist_dir() -> PathBuf {
+    let dist = std::env::var("E2E_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist"));
+    assert!(
+        dist.join("index.html").exists(),
+        "{} has no built site: run scripts/test.sh (trunk build --release --public-url {SUB_PATH})",
+        dist.display()
+    );
+    let index = std::fs::read_to_string(dist.join("index.html")).unwrap();
+    assert!(index.contains(SUB_PATH), "dist/ was not built with --public-url {SUB_PATH}");
+    dist
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn open(name: &str) -> Site {
+    let root = std::env::temp_dir().join(format!("cifar10-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(dist_dir(), root.join(SUB_PATH.trim_matches('/'))).unwrap();
+    std::os::unix::fs::symlink(common::sample_dir(), root.join("samples")).unwrap();
+    let downloads = root.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+
+    let port = free_port();
+    let server = Killer(
+        Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server"),
+    );
+    let driver_port = free_port();
+    let driver = Killer(
+        Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (scripts/setup.sh installs it)"),
+    );
+    wait_port(port);
+    wait_port(driver_port);
+
+    let profile = root.join("profile");
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": [
+                "--headless=new", "--enable-unsafe-webgpu", "--no-sandbox", "--disable-gpu-sandbox",
+                "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-quic",
+                "--window-size=1280,800", format!("--user-data-dir={}", profile.display())
+            ],
+            "prefs": {
+                "download.default_directory": downloads.display().to_string(),
+                "download.prompt_for_download": false,
+                "profile.default_content_setting_values.automatic_downloads": 1
+            }
+        },
+        "goog:loggingPrefs": { "browser": "ALL" }
+    });
+    let caps = match caps {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let client = ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("connect to chromedriver");
+    Site {
+        client,
+        base: format!("http://127.0.0.1:{port}"),
+        downloads,
+        _server: server,
+        _driver: driver,
+        _root: root,
+    }
+}
+
+/// chromedriver's browser-log endpoint (not in the W3C protocol, so not in fantoccini's API).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// Console messages at level SEVERE.
+async fn console_errors(c: &Client) -> Vec<String> {
+    let logs = c.issue_cmd(BrowserLog).await.unwrap_or(Value::Null);
+    logs.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["level"] == "SEVERE")
+                .map(|e| e["message"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn text(c: &Client, testid: &str) -> String {
+    match c.find(Locator::Css(&format!("[data-testid='{testid}']"))).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until the element's text satisfies `pred`, failing with what the page showed.
+async fn wait_text(c: &Client, testid: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let t = text(c, testid).await;
+        if pred(&t) {
+            return t;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let msg = text(c, "train-message").await;
+            let err = text(c, "data-error").await;
+            let panic = text(c, "panic").await;
+            panic!("timeout waiting on {testid}: {t:?} (train-message {msg:?}, data-error {err:?}, panic {panic:?}, console {:?})", console_errors(c).await);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn click(c: &Client, testid: &str) {
+    c.find(Locator::Css(&format!("[data-testid='{testid}']")))
+        .await
+        .unwrap_or_else(|_| panic!("{testid} missing"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {testid}: {e}"));
+}
+
+/// Number of non-transparent pixels drawn on the first canvas inside (or being) the element.
+async fn drawn_pixels(c: &Client, testid: &str) -> u64 {
+    let script = r#"
+        const el = document.querySelector(`[data-testid='${arguments[0]}']`);
+        const canvas = el && (el.tagName === 'CANVAS' ? el : el.querySelector('canvas'));
+        if (!canvas || canvas.width === 0 || canvas.height === 0) return 0;
+        const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+        return n;
+    "#;
+    c.execute(script, vec![json!(testid)]).await.unwrap().as_u64().unwrap_or(0)
+}
+
+async fn wait_download(dir: &Path, name: &str) -> Vec<u8> {
+    let path = dir.join(name);
+    let start = Instant::now();
+    loop {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if !bytes.is_empty() {
+                return bytes;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{name} was not downloaded");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn page_shows_the_webgpu_adapter_without_console_errors() {
+    let site = open("status").await;
+    let c = &site.client;
+    c.goto(&format!("{}{SUB_PATH}", site.base)).await.unwrap();
+    let status = wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready") || t.contains("failed") || t.contains("not available")).await;
+    assert!(status.contains("WebGPU ready"), "{status}");
+    assert!(status.contains("maxBufferSize") && status.contains("maxStorageBufferBindingSize"));
+    // SwiftShader's adapter has a name; it is printed before the backend in parentheses.
+    let name = status.trim_start_matches("WebGPU ready: ").split(" (").next().unwrap_or("");
+    assert!(!name.is_empty() && name != "unnamed adapter", "{status}");
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn picking_the_tarball_loads_the_data_and_draws_the_preview() {
+    let site = open("tarball").await;
+    let c = &site.client;
+    c.goto(&format!("{}{SUB_PATH}", site.base)).await.unwrap();
+    let input = c.find(Locator::Css("[data-testid='data-file']")).await.unwrap();
+    let t = Instant::now();
+    input.send_keys(&common::tarball().display().to_string()).await.unwrap();
+    let status = wait_text(c, "data-status", 300, |t| t.contains("train ·")).await;
+    println!("tarball picked and parsed in the page in {:.1}s", t.elapsed().as_secs_f64());
+    assert!(status.contains("50000 train · 10000 test"), "{status}");
+    assert!(status.contains("cifar-10-binary.tar.gz"), "{status}");
+    assert!(drawn_pixels(c, "sample-grid").await > 1000);
+    // A bad file afterwards gives a clear message and keeps the app usable.
+    let bad = site.downloads.join("not-cifar.tar.gz");
+    std::fs::write(&bad, b"this is not a tarball").unwrap();
+    input.send_keys(&bad.display().to_string()).await.unwrap();
+    let err = wait_text(c, "data-error", 60, |t| !t.is_empty()).await;
+    assert!(err.contains("gzip"), "{err}");
+    assert!(text(c, "panic").await.is_empty());
+    c.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
+    let site = open("dashboard").await;
+    let c = &site.client;
+    let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
+        &epochs=1&batch=32&width=0.0625&train_subset=128&test_subset=64&lr_steps=10";
+    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    // The query prefilled the form.
+    let batch = c.find(Locator::Css("[data-testid='hp-batch']")).await.unwrap();
+    assert_eq!(batch.prop("value").await.unwrap().as_deref(), Some("32"));
+    click(c, "data-load-url").await;
+    let status = wait_text(c, "data-status", 120, |t| t.contains("train ·")).await;
+    assert!(status.contains("2000 train · 500 test"), "{status}");
+    assert!(drawn_pixels(c, "sample-grid").await > 1000);
+
+    click(c, "lr-finder-run").await;
+    let suggestion = wait_text(c, "lr-finder-suggestion", 600, |t| t.contains("Suggested")).await;
+    assert!(suggestion.contains("Suggested max LR"), "{suggestion}");
+    assert!(drawn_pixels(c, "lr-finder-chart").await > 500);
+
+    click(c, "train-start").await;
+    wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed").await;
+    let message = text(c, "train-message").await;
+    assert!(message.contains("Finished 1 epochs"), "{message}");
+    let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    for chart in ["chart-schedule", "chart-loss", "chart-accuracy", "misclassified", "confusion-matrix"] {
+        assert!(drawn_pixels(c, chart).await > 500, "{chart} is empty");
+    }
+    let mistakes = text(c, "misclassified-count").await;
+    assert!(mistakes.contains("misclassified of 64"), "{mistakes}");
+
+    std::fs::create_dir_all(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")).unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png"), png).unwrap();
+
+    click(c, "export-weights").await;
+    let bpk = wait_download(&site.downloads, "resnet9-cifar10.bpk").await;
+    assert_eq!(&bpk[..4], &0x4255524Eu32.to_le_bytes(), "burnpack magic");
+    click(c, "export-safetensors").await;
+    let st = wait_download(&site.downloads, "resnet9-cifar10.safetensors").await;
+    let header_len = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&st[8..8 + header_len]).unwrap();
+    assert_eq!(header["fc.weight"]["shape"], json!([10, 32]));
+    click(c, "export-metrics").await;
+    let metrics: Value = serde_json::from_slice(&wait_download(&site.downloads, "metrics.json").await).unwrap();
+    assert_eq!(metrics["epochs"].as_array().map(Vec::len), Some(1));
+    click(c, "export-metrics-csv").await;
+    let csv = String::from_utf8(wait_download(&site.downloads, "metrics.csv").await).unwrap();
+    assert!(csv.starts_with("epoch,lr,"));
+    assert_eq!(csv.lines().count(), 2);
+
+    // Import the weights just exported, then classify a real test image.
+    let bpk_path = site.downloads.join("resnet9-cifar10.bpk");
+    c.find(Locator::Css("[data-testid='import-weights']")).await.unwrap().send_keys(&bpk_path.display().to_string()).await.unwrap();
+    wait_text(c, "train-message", 60, |t| t.contains("Loaded weights")).await;
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}

@@ -1,0 +1,389 @@
+//! Engine tests on burn's `flex` CPU backend with real CIFAR-10 images.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use cifar10_webgpu::augment::{self, Augment, Normalization};
+use cifar10_webgpu::config::TrainConfig;
+use cifar10_webgpu::data::{Cifar10, Split};
+use cifar10_webgpu::lr_finder::{find_lr, LrFinderConfig};
+use cifar10_webgpu::model::{named_tensors, trainable_params, ResNet9};
+use cifar10_webgpu::optim::NesterovSgd;
+use cifar10_webgpu::schedule::OneCycle;
+use cifar10_webgpu::train::{batch_tensors, Control, Event, Host, Trainer};
+use cifar10_webgpu::weights::{self, Snapshot};
+
+fn sample_data() -> Cifar10 {
+    Cifar10 {
+        train: Split::parse("train_2000.bin", &common::read_sample("train_2000.bin")).unwrap(),
+        test: Split::parse("test_500.bin", &common::read_sample("test_500.bin")).unwrap(),
+        class_names: cifar10_webgpu::data::DEFAULT_CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+struct TestHost {
+    start: std::time::Instant,
+    events: Vec<Event>,
+    stop_after_batches: Option<usize>,
+}
+
+impl TestHost {
+    fn new() -> Self {
+        Self { start: std::time::Instant::now(), events: Vec::new(), stop_after_batches: None }
+    }
+}
+
+impl Host for TestHost {
+    fn now_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+    fn control(&self) -> Control {
+        let batches = self.events.iter().filter(|e| matches!(e, Event::Batch(_))).count();
+        match self.stop_after_batches {
+            Some(n) if batches >= n => Control::Stop,
+            _ => Control::Run,
+        }
+    }
+    fn event(&mut self, event: Event) {
+        self.events.push(event);
+    }
+    async fn yield_now(&mut self) {}
+    async fn sleep_ms(&mut self, _ms: u32) {}
+}
+
+#[test]
+fn resnet9_has_6_573_130_parameters() {
+    let model = ResNet9::new(1.0, &Device::flex());
+    assert_eq!(trainable_params(&model), 6_573_130);
+}
+
+#[test]
+fn output_shapes() {
+    let device = Device::flex();
+    let model = ResNet9::new(0.125, &device);
+    let logits = model.forward(Tensor::zeros([3, 3, 32, 32], &device));
+    assert_eq!(logits.dims(), [3, 10]);
+    let x = model.prep.forward(Tensor::zeros([2, 3, 32, 32], &device));
+    assert_eq!(x.dims(), [2, 8, 32, 32]);
+    let x = model.layer1.forward(x);
+    assert_eq!(x.dims(), [2, 16, 16, 16]);
+    let x = model.layer2.forward(x);
+    assert_eq!(x.dims(), [2, 32, 8, 8]);
+    let x = model.layer3.forward(x);
+    assert_eq!(x.dims(), [2, 64, 4, 4]);
+}
+
+/// PyTorch's OneCycleLR(anneal_strategy='linear', three_phase=False), written out independently.
+fn pytorch_one_cycle(step: f64, total: f64, max_lr: f64, pct: f64) -> (f64, f64) {
+    let initial = max_lr / 25.0;
+    let min = initial / 1e4;
+    let end1 = pct * total - 1.0;
+    let end2 = total - 1.0;
+    if step <= end1 {
+        let p = step / end1;
+        ((max_lr - initial) * p + initial, (0.85 - 0.95) * p + 0.95)
+    } else {
+        let p = (step - end1) / (end2 - end1);
+        ((min - max_lr) * p + max_lr, (0.95 - 0.85) * p + 0.85)
+    }
+}
+
+#[test]
+fn one_cycle_matches_pytorch() {
+    // The recipe: 24 epochs of 97 steps (50,000 / 512, last partial batch dropped), peak at 5.
+    let s = OneCycle::recipe(24, 97, 0.4, 5.0);
+    assert_eq!(s.total_steps, 2328);
+    let (lr0, m0) = s.at(0);
+    assert!((lr0 - 0.4 / 25.0).abs() < 1e-12);
+    assert!((m0 - 0.95).abs() < 1e-12);
+    let peak = (5.0f64 / 24.0 * 2328.0 - 1.0).round() as usize;
+    let (lrp, mp) = s.at(peak);
+    assert!((lrp - 0.4).abs() < 1e-3, "{lrp}");
+    assert!((mp - 0.85).abs() < 1e-3, "{mp}");
+    let last = s.at(2327);
+    assert!((last.0 - 0.4 / 25.0 / 1e4).abs() < 1e-12);
+    assert!((last.1 - 0.95).abs() < 1e-12);
+    for step in [0, 1, 100, peak, peak + 1, 1000, (peak + 2327) / 2, 2000, 2327] {
+        let (lr, m) = s.at(step);
+        let (tlr, tm) = pytorch_one_cycle(step as f64, 2328.0, 0.4, 5.0 / 24.0);
+        assert!((lr - tlr).abs() < 1e-12, "step {step}: {lr} vs {tlr}");
+        assert!((m - tm).abs() < 1e-12, "step {step}: {m} vs {tm}");
+    }
+    // Half-way down the LR is half the peak (plus half the floor).
+    let half = s.lr((peak + 2327) / 2);
+    assert!((half - 0.2).abs() < 0.01, "{half}");
+}
+
+#[test]
+fn nesterov_sgd_matches_the_pytorch_update() {
+    // One parameter, two steps, by hand: PyTorch SGD(momentum=mu, nesterov, dampening=0, wd).
+    let device = Device::flex().autodiff();
+    let linear = burn::nn::LinearConfig::new(2, 1).with_bias(false).init(&device);
+    let w0: Vec<f32> = linear.weight.val().into_data().to_vec().unwrap();
+    let (mut optim, momentum) = NesterovSgd::init(0.9, 0.1);
+    let x = Tensor::<2>::from_data([[1.0f32, 2.0]], &device);
+    let mut model = linear;
+    let mut expected = w0.clone();
+    let mut velocity = [0f32; 2];
+    for (step, mu) in [0.9f32, 0.5].into_iter().enumerate() {
+        momentum.set(mu as f64);
+        let loss = model.forward(x.clone()).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.1, model, grads);
+        // d(loss)/dw = x
+        for i in 0..2 {
+            let g = [1.0f32, 2.0][i] + 0.1 * expected[i];
+            velocity[i] = if step == 0 { g } else { mu * velocity[i] + g };
+            expected[i] -= 0.1 * (g + mu * velocity[i]);
+        }
+    }
+    let got: Vec<f32> = model.weight.val().into_data().to_vec().unwrap();
+    for i in 0..2 {
+        assert!((got[i] - expected[i]).abs() < 1e-6, "{got:?} vs {expected:?}");
+    }
+}
+
+#[test]
+fn narrow_net_fits_64_real_images() {
+    let data = sample_data();
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let mut model = ResNet9::new(0.125, &device);
+    let (mut optim, _) = NesterovSgd::init(0.9, 5e-4);
+    let norm = Normalization::from_split(&data.train);
+    let indices: Vec<usize> = (0..64).collect();
+    let batch = augment::make_batch(&data.train, &indices, Augment::NONE, &norm, &mut augment::rng(0, 0));
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut accuracy = 0.0;
+    let mut first_loss = None;
+    for step in 0..150 {
+        let (x, y) = batch_tensors(&batch, &device);
+        let logits = model.forward(x);
+        let loss = loss_fn.forward(logits.clone(), y.clone());
+        let correct: i64 = logits.argmax(1).reshape([64]).equal(y).int().sum().into_scalar().elem();
+        accuracy = correct as f64 / 64.0;
+        let l: f32 = loss.clone().into_scalar().elem();
+        first_loss.get_or_insert(l);
+        if accuracy >= 0.95 {
+            println!("fit 64 images to {accuracy} after {step} steps (loss {l})");
+            break;
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.05, model, grads);
+    }
+    assert!(accuracy >= 0.95, "training accuracy {accuracy} after 150 steps");
+}
+
+#[test]
+fn trainer_runs_an_epoch_and_reports() {
+    let data = sample_data();
+    let config = TrainConfig::new()
+        .with_epochs(2)
+        .with_batch_size(64)
+        .with_width(0.125)
+        .with_train_subset(Some(512))
+        .with_test_subset(Some(200))
+        .with_read_every(4)
+        .with_max_lr(0.1);
+    let mut trainer = Trainer::new(config, &data, &Device::flex()).unwrap();
+    let mut host = TestHost::new();
+    pollster::block_on(trainer.run(&data, &mut host)).unwrap();
+    let epochs: Vec<_> = host
+        .events
+        .iter()
+        .filter_map(|e| if let Event::Epoch(s) = e { Some(s.clone()) } else { None })
+        .collect();
+    assert_eq!(epochs.len(), 2);
+    let batches = host.events.iter().filter(|e| matches!(e, Event::Batch(_))).count();
+    assert_eq!(batches, 4, "8 batches an epoch, read every 4");
+    let e = &epochs[1];
+    assert!(e.train_loss.is_finite() && e.test_loss.is_finite());
+    assert!(e.test_acc > 0.1, "better than chance after two epochs: {}", e.test_acc);
+    let eval = trainer.last_evaluation.as_ref().unwrap();
+    assert_eq!(eval.images, 200);
+    assert_eq!(eval.confusion.iter().flatten().sum::<u32>(), 200);
+    assert_eq!(eval.wrong, eval.mistakes.len().max(eval.wrong));
+    assert!(eval.mistakes.windows(2).all(|w| w[0].confidence >= w[1].confidence));
+    assert_eq!(trainer.step, 16);
+}
+
+#[test]
+fn stop_keeps_state_and_training_resumes() {
+    let data = sample_data();
+    let config = TrainConfig::new()
+        .with_epochs(1)
+        .with_batch_size(32)
+        .with_width(0.0625)
+        .with_train_subset(Some(256))
+        .with_test_subset(Some(64))
+        .with_read_every(1);
+    let mut trainer = Trainer::new(config, &data, &Device::flex()).unwrap();
+    let mut host = TestHost::new();
+    host.stop_after_batches = Some(3);
+    let r = pollster::block_on(trainer.run(&data, &mut host));
+    assert_eq!(r, Err(cifar10_webgpu::train::TrainError::Stopped));
+    assert_eq!(trainer.step, 3);
+    host.stop_after_batches = None;
+    pollster::block_on(trainer.run(&data, &mut host)).unwrap();
+    assert_eq!(trainer.epoch, 1);
+}
+
+#[test]
+fn divergence_stops_with_a_message_and_keeps_last_good_weights() {
+    let data = sample_data();
+    let config = TrainConfig::new()
+        .with_epochs(3)
+        .with_batch_size(32)
+        .with_width(0.0625)
+        .with_train_subset(Some(128))
+        .with_test_subset(Some(32))
+        .with_read_every(1)
+        .with_peak_epoch(0.0)
+        .with_max_lr(10.0)
+        .with_weight_decay(0.0);
+    let mut trainer = Trainer::new(config, &data, &Device::flex()).unwrap();
+    let mut host = TestHost::new();
+    let r = pollster::block_on(trainer.run(&data, &mut host));
+    match r {
+        Err(e @ cifar10_webgpu::train::TrainError::Diverged { .. }) => {
+            assert!(e.to_string().contains("lower max LR"));
+        }
+        other => panic!("expected divergence at LR 10, got {other:?}"),
+    }
+    // The model was rolled back to finite weights.
+    let snap = pollster::block_on(weights::snapshot(&trainer.model)).unwrap();
+    assert!(snap.tensors.iter().all(|(_, _, v)| v.iter().all(|x| x.is_finite())));
+}
+
+fn trained_model() -> (ResNet9, Tensor<4>) {
+    let data = sample_data();
+    let device = Device::flex();
+    let config = TrainConfig::new()
+        .with_epochs(1)
+        .with_batch_size(32)
+        .with_width(0.125)
+        .with_train_subset(Some(96))
+        .with_test_subset(Some(32));
+    let mut trainer = Trainer::new(config, &data, &device).unwrap();
+    pollster::block_on(trainer.run(&data, &mut TestHost::new())).unwrap();
+    let norm = Normalization::from_split(&data.train);
+    let idx: Vec<usize> = (0..8).collect();
+    let batch = augment::make_batch(&data.test, &idx, Augment::NONE, &norm, &mut augment::rng(0, 0));
+    let (x, _) = batch_tensors(&batch, &device);
+    (trainer.model.valid(), x)
+}
+
+fn logits(model: &ResNet9, x: Tensor<4>) -> Vec<f32> {
+    model.valid().forward(x).into_data().to_vec().unwrap()
+}
+
+#[test]
+fn export_then_import_gives_identical_logits() {
+    let (model, x) = trained_model();
+    let device = Device::flex();
+    let before = logits(&model, x.clone());
+    let snap = pollster::block_on(weights::snapshot(&model)).unwrap();
+    assert_eq!(snap.width, 0.125);
+    for bytes in [snap.to_burnpack().unwrap(), snap.to_safetensors().unwrap()] {
+        let loaded = weights::import(&bytes, &device).unwrap();
+        assert_eq!(logits(&loaded, x.clone()), before);
+    }
+    // burn's own loader reads our burnpack file too.
+    let path = std::env::temp_dir().join("cifar10-webgpu-test.bpk");
+    std::fs::write(&path, snap.to_burnpack().unwrap()).unwrap();
+    let native = ResNet9::new(0.125, &device).load_file(&path);
+    assert_eq!(logits(&native, x), before);
+}
+
+#[test]
+fn safetensors_has_the_documented_pytorch_names_and_shapes() {
+    let model = ResNet9::new(1.0, &Device::flex());
+    let snap = pollster::block_on(weights::snapshot(&model)).unwrap();
+    let bytes = snap.to_safetensors().unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let shape = |n: &str| st.tensor(n).unwrap_or_else(|_| panic!("{n} missing")).shape().to_vec();
+    assert_eq!(shape("prep.0.weight"), [64, 3, 3, 3]);
+    assert_eq!(shape("prep.1.weight"), [64]);
+    assert_eq!(shape("prep.1.bias"), [64]);
+    assert_eq!(shape("prep.1.running_mean"), [64]);
+    assert_eq!(shape("prep.1.running_var"), [64]);
+    assert_eq!(shape("layer1.0.weight"), [128, 64, 3, 3]);
+    assert_eq!(shape("layer1.2.weight"), [128]);
+    assert_eq!(shape("res1.0.0.weight"), [128, 128, 3, 3]);
+    assert_eq!(shape("res1.1.1.running_var"), [128]);
+    assert_eq!(shape("layer2.0.weight"), [256, 128, 3, 3]);
+    assert_eq!(shape("layer3.2.bias"), [512]);
+    assert_eq!(shape("res2.1.0.weight"), [512, 512, 3, 3]);
+    assert_eq!(shape("fc.weight"), [10, 512]);
+    assert_eq!(shape("fc.bias"), [10]);
+    assert_eq!(st.len(), 1 + 4 + (1 + 4) * 7 + 2);
+    let trainable: usize = st
+        .tensors()
+        .iter()
+        .filter(|(n, _)| !n.contains("running"))
+        .map(|(_, v)| v.shape().iter().product::<usize>())
+        .sum();
+    assert_eq!(trainable, 6_573_130);
+    // The FC layer is stored [out, in]: row k is burn's column k.
+    let burn_fc: Vec<f32> = model.fc.weight.val().into_data().to_vec().unwrap();
+    let view = st.tensor("fc.weight").unwrap();
+    let torch_fc: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(torch_fc[3 * 512 + 7], burn_fc[7 * 10 + 3]);
+}
+
+#[test]
+fn bad_weight_files_give_clear_errors() {
+    let device = Device::flex();
+    let err = weights::import(b"definitely not weights", &device).unwrap_err();
+    assert!(err.to_string().contains("not a weights file"), "{err}");
+    let model = ResNet9::new(0.125, &device);
+    let mut snap = pollster::block_on(weights::snapshot(&model)).unwrap();
+    snap.tensors.retain(|(n, _, _)| n != "fc.bias");
+    let err = weights::import(&snap.to_safetensors().unwrap(), &device).unwrap_err();
+    assert!(err.to_string().contains("fc.bias"), "{err}");
+    let mut snap = pollster::block_on(weights::snapshot(&model)).unwrap();
+    let t = snap.tensors.iter_mut().find(|(n, _, _)| n == "layer2.conv.weight").unwrap();
+    t.1 = vec![t.1[0], t.1[1], 1, 9];
+    let err = weights::import(&snap.to_burnpack().unwrap(), &device).unwrap_err();
+    assert!(err.to_string().contains("layer2.conv.weight"), "{err}");
+    let snap = Snapshot { width: 0.125, tensors: vec![("bogus".into(), vec![1], vec![0.0])] };
+    assert!(weights::import(&snap.to_burnpack().unwrap(), &device).is_err());
+}
+
+#[test]
+fn named_tensors_cover_parameters_and_running_stats() {
+    let model = ResNet9::new(0.25, &Device::flex());
+    let names: Vec<String> = named_tensors(&model).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"res2.1.bn.running_var".to_string()), "{names:?}");
+    assert!(names.contains(&"layer1.conv.weight".to_string()));
+    assert_eq!(names.len(), 1 + 4 + (1 + 4) * 7 + 2);
+}
+
+#[test]
+fn lr_finder_curve_falls_then_rises_on_real_data() {
+    let data = sample_data();
+    let config = TrainConfig::new().with_batch_size(64).with_width(0.125).with_seed(3);
+    let finder = LrFinderConfig { start_lr: 1e-4, end_lr: 10.0, steps: 60, read_every: 10, ..Default::default() };
+    let mut host = TestHost::new();
+    let r = pollster::block_on(find_lr(&config, &finder, &data, &Device::flex(), &mut host)).unwrap();
+    let n = r.smoothed.len();
+    assert!(n >= 20, "{n} points");
+    let (imin, min) = r
+        .smoothed
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, v)| (i, *v))
+        .unwrap();
+    assert!(min < r.smoothed[2] - 0.05, "falls: start {} min {min}", r.smoothed[2]);
+    let end = *r.smoothed.last().unwrap();
+    assert!(!end.is_finite() || end > min + 0.1, "rises after the minimum: {end} vs {min}");
+    assert!(imin > 2 && imin < n - 1);
+    let s = r.suggestion().unwrap();
+    assert!(s > 1e-4 && s < 10.0, "{s}");
+    assert!(r.lrs.windows(2).all(|w| w[1] > w[0]));
+    println!("lr finder: steepest {:?} min/10 {:?} diverged {}", r.steepest, r.min_over_10, r.diverged);
+}

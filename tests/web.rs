@@ -1,0 +1,224 @@
+//! Browser tests: headless Chromium with a real WebGPU adapter (SwiftShader on CI machines).
+//!
+//! `scripts/test.sh` serves `../shared/cifar10` over HTTP with CORS and passes its address as
+//! `CIFAR10_TEST_URL` at compile time. Run with
+//! `cargo test --target wasm32-unknown-unknown --test web`.
+#![cfg(target_arch = "wasm32")]
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::prelude::*;
+use cifar10_webgpu::augment::{self, Augment, Normalization};
+use cifar10_webgpu::metrics::{BatchStats, EpochStats};
+use cifar10_webgpu::train::{Event, Host};
+use cifar10_webgpu::web::{actions::WebHost, app, gpu, loader, state::Ui};
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn data_url() -> &'static str {
+    option_env!("CIFAR10_TEST_URL").expect("build with CIFAR10_TEST_URL (scripts/test.sh serves ../shared/cifar10)")
+}
+
+fn now() -> f64 {
+    web_sys::window().unwrap().performance().unwrap().now()
+}
+
+async fn sample_data() -> cifar10_webgpu::data::Cifar10 {
+    let files: Vec<String> = ["train_2000.bin", "test_500.bin", "batches.meta.txt"].iter().map(|s| s.to_string()).collect();
+    loader::load_from_url(&format!("{}/sample/", data_url()), &files, |_| {}).await.expect("sample shards load")
+}
+
+#[derive(Module, Debug)]
+struct SmallNet {
+    conv: Conv2d,
+    bn: BatchNorm,
+    fc: Linear,
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_trains_a_small_conv_bn_net_with_async_reads() {
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let device = info.device.clone().autodiff();
+    let data = sample_data().await;
+    let norm = Normalization::from_split(&data.train);
+    let idx: Vec<usize> = (0..16).collect();
+    let batch = augment::make_batch(&data.train, &idx, Augment::NONE, &norm, &mut augment::rng(0, 0));
+    let (x, y) = cifar10_webgpu::train::batch_tensors(&batch, &device);
+    // 16x16 crops keep SwiftShader fast.
+    let x = x.slice([0..16, 0..3, 8..24, 8..24]);
+    let mut net = SmallNet {
+        conv: Conv2dConfig::new([3, 8], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(&device),
+        bn: BatchNormConfig::new(8).init(&device),
+        fc: LinearConfig::new(8, 10).init(&device),
+    };
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0)))
+        .with_weight_decay(Some(WeightDecayConfig::new(5e-4)))
+        .init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut losses = Vec::new();
+    for _ in 0..5 {
+        let h = Relu::new().forward(net.bn.forward(net.conv.forward(x.clone())));
+        let h = h.mean_dim(3).mean_dim(2).reshape([16, 8]);
+        let loss = loss_fn.forward(net.fc.forward(h), y.clone());
+        let value: f32 = loss.clone().into_scalar_async().await.expect("async read");
+        losses.push(value);
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        net = optim.step(0.1, net, grads);
+    }
+    web_sys::console::log_1(&format!("losses on {}: {losses:?}", info.name).into());
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    assert!(losses[4] < losses[0], "{losses:?}");
+}
+
+fn mount_point() -> web_sys::HtmlElement {
+    let document = web_sys::window().unwrap().document().unwrap();
+    let div: web_sys::HtmlElement = document.create_element("div").unwrap().dyn_into().unwrap();
+    document.body().unwrap().append_child(&div).unwrap();
+    div
+}
+
+fn testid(root: &web_sys::HtmlElement, id: &str) -> web_sys::HtmlElement {
+    root.query_selector(&format!("[data-testid='{id}']")).unwrap().unwrap_or_else(|| panic!("{id} missing")).dyn_into().unwrap()
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool, ms: f64, what: &str) {
+    let start = now();
+    while !cond() {
+        assert!(now() - start < ms, "timed out waiting for {what}");
+        gloo::timers::future::TimeoutFuture::new(50).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn app_mounts_and_shows_the_adapter() {
+    let root = mount_point();
+    let _handle = leptos::mount::mount_to(root.clone(), app::App);
+    let status = testid(&root, "webgpu-status");
+    wait_for(|| status.inner_text().contains("WebGPU ready"), 60_000.0, "webgpu-status").await;
+    let info = gpu::init().await.unwrap();
+    assert!(status.inner_text().contains(&info.name), "{}", status.inner_text());
+    assert_ne!(info.name, "unnamed adapter");
+    assert!(info.max_storage_buffer_binding_size > 0 && info.max_buffer_size > 0);
+}
+
+#[wasm_bindgen_test]
+async fn sample_shards_load_through_the_url_path() {
+    let mut last = loader::Progress::default();
+    let files: Vec<String> = ["train_2000.bin", "test_500.bin", "batches.meta.txt"].iter().map(|s| s.to_string()).collect();
+    let data = loader::load_from_url(&format!("{}/sample/", data_url()), &files, |p| last = p.clone()).await.unwrap();
+    assert_eq!((data.train.len(), data.test.len()), (2000, 500));
+    assert_eq!(data.class_names[3], "cat");
+    assert!(last.all_loaded >= 2000 * 3073 + 500 * 3073);
+    // A missing file is an error with its URL, not a hang or a panic.
+    let err = loader::load_from_url(&format!("{}/nowhere/", data_url()), &files, |_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn full_tarball_parses_in_the_browser() {
+    let url = format!("{}/full/cifar-10-binary.tar.gz", data_url());
+    let resp = gloo::net::http::Request::get(&url).send().await.expect("tarball served");
+    assert!(resp.ok(), "{url}: {}", resp.status());
+    let bytes = resp.binary().await.unwrap();
+    let start = now();
+    let data = cifar10_webgpu::data::read_tarball(std::io::Cursor::new(bytes), |_| {}).unwrap();
+    let ms = now() - start;
+    web_sys::console::log_1(&format!("BENCH full tarball parsed in Chromium (wasm) in {ms:.0} ms").into());
+    assert_eq!((data.train.len(), data.test.len()), (50_000, 10_000));
+}
+
+#[wasm_bindgen_test]
+async fn dashboard_components_follow_engine_events() {
+    let root = mount_point();
+    let ui = Ui::new();
+    let _handle = leptos::mount::mount_to(root.clone(), move || {
+        view! { <app::TrainControls ui=ui /> <app::MetricsTable ui=ui /> <app::Charts ui=ui /> }
+    });
+    let mut host = WebHost { ui };
+    let schedule = cifar10_webgpu::schedule::OneCycle::recipe(2, 10, 0.4, 1.0);
+    ui.total_epochs.set(2);
+    host.event(Event::Started { schedule, steps_per_epoch: 10, parameters: 1 });
+    host.event(Event::Batch(BatchStats {
+        epoch: 0, step: 5, batch: 5, batches_per_epoch: 10, loss: 2.1, lr: 0.2, momentum: 0.9,
+        images_per_sec: 123.0, elapsed_s: 10.0,
+    }));
+    host.event(Event::Epoch(EpochStats {
+        epoch: 1, lr: 0.4, train_time_s: 20.0, train_loss: 1.9, train_acc: 0.31, test_time_s: 2.0,
+        test_loss: 1.7, test_acc: 0.42, total_time_s: 22.0, images_per_sec: 256.0,
+    }));
+    gloo::timers::future::TimeoutFuture::new(100).await;
+    let progress = testid(&root, "train-progress").inner_text();
+    assert!(progress.contains("step 5/20") && progress.contains("123 images/s"), "{progress}");
+    assert!(progress.contains("ETA 0:00:30"), "{progress}");
+    let table = testid(&root, "metrics-table");
+    let rows = table.query_selector_all("tbody tr").unwrap();
+    assert_eq!(rows.length(), 1);
+    assert!(table.inner_text().contains("0.4200"), "{}", table.inner_text());
+    // The charts drew something.
+    for id in ["chart-schedule", "chart-loss", "chart-accuracy"] {
+        let canvas: web_sys::HtmlCanvasElement = testid(&root, id).dyn_into().unwrap();
+        let ctx: web_sys::CanvasRenderingContext2d = canvas.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
+        let data = ctx.get_image_data(0.0, 0.0, canvas.width() as f64, canvas.height() as f64).unwrap().data();
+        assert!(data.iter().skip(3).step_by(4).any(|&a| a > 0), "{id} blank");
+    }
+}
+
+#[wasm_bindgen_test]
+fn query_parameters_prefill_the_form() {
+    let ui = Ui::new();
+    let pairs: Vec<(String, String)> = [("epochs", "2"), ("batch", "64"), ("max_lr", "0.05"), ("width", "0.25"), ("data", "https://example.org/c/"), ("batch_typo", "1")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    app::apply_query(ui, &pairs);
+    let form = ui.form.get_untracked();
+    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(get("epochs"), "2");
+    assert_eq!(get("batch"), "64");
+    assert_eq!(get("max_lr"), "0.05");
+    assert_eq!(ui.data_url.get_untracked(), "https://example.org/c/");
+    assert!(ui.form_errors.get_untracked().is_empty());
+    app::apply_query(ui, &[("batch".to_string(), "zero".to_string())]);
+    assert_eq!(ui.form_errors.get_untracked()[0].0, "batch");
+}
+
+#[wasm_bindgen_test]
+fn panics_are_shown_in_the_page() {
+    cifar10_webgpu::web::show_panic("The app crashed: test message");
+    let document = web_sys::window().unwrap().document().unwrap();
+    let text = document
+        .query_selector("[data-testid=panic]")
+        .unwrap()
+        .expect("panic banner")
+        .text_content()
+        .unwrap_or_default();
+    assert!(text.contains("test message"), "{text}");
+}
+
+#[wasm_bindgen_test]
+async fn predict_runs_on_webgpu_and_weights_round_trip() {
+    let info = gpu::init().await.unwrap();
+    let device = info.device.clone();
+    let model = cifar10_webgpu::model::ResNet9::new(0.0625, &device);
+    let data = sample_data().await;
+    let norm = Normalization::from_split(&data.train);
+    let batch = augment::make_batch(&data.test, &[0, 1], Augment::NONE, &norm, &mut augment::rng(0, 0));
+    let (x, _) = cifar10_webgpu::train::batch_tensors(&batch, &device);
+    let before = cifar10_webgpu::train::predict(&model, x.clone()).await.unwrap();
+    assert!((before[0].iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    // Export through async reads, import back, same probabilities.
+    let snap = cifar10_webgpu::weights::snapshot(&model).await.unwrap();
+    let loaded = cifar10_webgpu::weights::import(&snap.to_safetensors().unwrap(), &device).unwrap();
+    let after = cifar10_webgpu::train::predict(&loaded, x).await.unwrap();
+    for (a, b) in before[0].iter().zip(&after[0]) {
+        assert!((a - b).abs() < 1e-5);
+    }
+}
