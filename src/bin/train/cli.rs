@@ -16,7 +16,7 @@ use cifar10_webgpu::weights;
 const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--epochs 24] [--batch 512] [--max-lr 0.4] [--peak-epoch 5] [--weight-decay 5e-4]
   [--no-cutout] [--width 1.0] [--train-subset N] [--test-subset N] [--seed S]
-  [--backend flex|wgpu] [--out DIR] [--lr-find] [--bench N] [--read-every N]
+  [--backend flex|wgpu|vulkan] [--out DIR] [--lr-find] [--bench N] [--read-every N]
   [--gpu-memory]  (query nvidia-smi after each epoch)
   [--max-minutes M]  (stop after the epoch that crosses M minutes)";
 
@@ -38,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
     let mut backend = "flex".to_string();
     let mut out = PathBuf::from("target/run");
     let (mut lr_find, mut bench, mut gpu_memory, mut max_minutes) = (false, None, false, None);
+    let mut peak_given = false;
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         v.ok_or(format!("{flag} needs a value"))?
             .parse()
@@ -49,7 +50,10 @@ fn parse_args() -> Result<Args, String> {
             "--epochs" => c.epochs = num(&a, it.next())?,
             "--batch" => c.batch_size = num(&a, it.next())?,
             "--max-lr" => c.max_lr = num(&a, it.next())?,
-            "--peak-epoch" => c.peak_epoch = num(&a, it.next())?,
+            "--peak-epoch" => {
+                c.peak_epoch = num(&a, it.next())?;
+                peak_given = true;
+            }
             "--weight-decay" => c.weight_decay = num(&a, it.next())?,
             "--no-cutout" => c.cutout = false,
             "--width" => c.width = num(&a, it.next())?,
@@ -66,6 +70,11 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if !peak_given {
+        // Keep the recipe's proportion (peak at 5 of 24) when only the length changes.
+        let d = TrainConfig::new();
+        c.peak_epoch = d.peak_epoch * c.epochs as f64 / d.epochs as f64;
     }
     c.validate()?;
     Ok(Args {
@@ -84,10 +93,16 @@ fn device(backend: &str) -> Result<Device, String> {
     match backend {
         "flex" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Device::wgpu_options().init().map_err(|e| format!("wgpu init failed: {e:?}")),
+        "wgpu" => Device::wgpu_options().init().map_err(|e| format!("wgpu init failed: {e}")),
+        // Pinned to Vulkan, which lets burn compile its kernels to SPIR-V.
+        #[cfg(feature = "wgpu")]
+        "vulkan" => Device::wgpu_options()
+            .graphics_api(burn::tensor::wgpu::WgpuBackend::Vulkan)
+            .init()
+            .map_err(|e| format!("Vulkan init failed: {e}")),
         #[cfg(not(feature = "wgpu"))]
-        "wgpu" => Err("this binary was built without the `wgpu` feature (cargo build --features wgpu)".into()),
-        other => Err(format!("unknown backend {other} (flex or wgpu)")),
+        "wgpu" | "vulkan" => Err("this binary was built without the `wgpu` feature (cargo build --features wgpu)".into()),
+        other => Err(format!("unknown backend {other} (flex, wgpu or vulkan)")),
     }
 }
 

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""PyTorch reference of the project's recipe, for BENCHMARKS.md.
+
+The identical recipe: the seed's ResNet-9 (names as in the README's safetensors table),
+One-Cycle (linear, peak at epoch 5 of 24, momentum 0.95 -> 0.85 -> 0.95), SGD Nesterov
+(dampening 0, weight decay 5e-4), batch 512 with the last partial batch dropped, random crop of
+the reflect-padded image, flip, cutout 8x8 after normalisation; fp32 with TF32 off.
+
+usage: pytorch_reference.py DATA_DIR [--epochs 24] [--max-lr 0.4] [--json out.json]
+DATA_DIR holds data_batch_{1..5}.bin and test_batch.bin (the official binary layout).
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def load(data_dir):
+    def read(names):
+        raw = np.concatenate([np.fromfile(os.path.join(data_dir, n), dtype=np.uint8) for n in names])
+        raw = raw.reshape(-1, 3073)
+        return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
+
+    train = read([f"data_batch_{i}.bin" for i in range(1, 6)])
+    test = read(["test_batch.bin"])
+    return train, test
+
+
+def conv_bn(c_in, c_out):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+def conv_pool_bn(c_in, c_out):
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU()
+    )
+
+
+class ResNet9(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.prep = conv_bn(3, 64)
+        self.layer1 = conv_pool_bn(64, 128)
+        self.res1 = nn.Sequential(conv_bn(128, 128), conv_bn(128, 128))
+        self.layer2 = conv_pool_bn(128, 256)
+        self.layer3 = conv_pool_bn(256, 512)
+        self.res2 = nn.Sequential(conv_bn(512, 512), conv_bn(512, 512))
+        self.pool = nn.MaxPool2d(4)
+        self.fc = nn.Linear(512, 10)
+
+    def forward(self, x):
+        x = self.prep(x)
+        x = self.layer1(x)
+        x = x + self.res1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = x + self.res2(x)
+        return self.fc(self.pool(x).flatten(1))
+
+
+def augment(padded, idx, mean, std, gen):
+    """Random crop of the reflect-padded images, flip, normalise, cutout 8x8 (set to 0)."""
+    n = idx.numel()
+    dev = padded.device
+    dy = torch.randint(0, 9, (n,), device=dev, generator=gen)
+    dx = torch.randint(0, 9, (n,), device=dev, generator=gen)
+    ar = torch.arange(32, device=dev)
+    rows = (dy[:, None] + ar[None, :])[:, None, :, None]
+    cols = (dx[:, None] + ar[None, :])[:, None, None, :]
+    x = padded[idx]
+    x = x[torch.arange(n, device=dev)[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None], rows, cols]
+    flip = torch.rand(n, device=dev, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    x = (x.float() - mean) / std
+    cy = torch.randint(0, 32, (n,), device=dev, generator=gen)[:, None, None]
+    cx = torch.randint(0, 32, (n,), device=dev, generator=gen)[:, None, None]
+    ys = ar[None, :, None]
+    xs = ar[None, None, :]
+    hole = (ys >= cy - 4) & (ys < cy + 4) & (xs >= cx - 4) & (xs < cx + 4)
+    return x.masked_fill(hole[:, None], 0.0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data")
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--max-lr", type=float, default=0.4)
+    ap.add_argument("--peak-epoch", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(args.seed)
+    dev = torch.device("cuda")
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(args.seed)
+
+    (xtr, ytr), (xte, yte) = load(args.data)
+    mean = torch.tensor(xtr.reshape(-1, 3, 1024).transpose(1, 0, 2).reshape(3, -1).mean(1), device=dev).view(1, 3, 1, 1).float()
+    std = torch.tensor(xtr.reshape(-1, 3, 1024).transpose(1, 0, 2).reshape(3, -1).std(1), device=dev).view(1, 3, 1, 1).float()
+    xtr = torch.tensor(xtr, device=dev)
+    padded = torch.nn.functional.pad(xtr.float(), (4, 4, 4, 4), mode="reflect").to(torch.uint8)
+    ytr = torch.tensor(ytr, device=dev)
+    xte = ((torch.tensor(xte, device=dev).float() - mean) / std)
+    yte = torch.tensor(yte, device=dev)
+
+    model = ResNet9().to(dev).to(memory_format=torch.channels_last)
+    params = sum(p.numel() for p in model.parameters())
+    steps_per_epoch = len(ytr) // args.batch
+    total = steps_per_epoch * args.epochs
+    opt = torch.optim.SGD(model.parameters(), lr=args.max_lr, momentum=0.9, nesterov=True, dampening=0, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=args.max_lr, total_steps=total, pct_start=args.peak_epoch / args.epochs,
+        anneal_strategy="linear", div_factor=25.0, final_div_factor=1e4, three_phase=False,
+        cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    print(f"pytorch {torch.__version__} on {torch.cuda.get_device_name()}, params {params}, {steps_per_epoch} steps/epoch, max lr {args.max_lr}")
+    print("epoch        lr  train time  train loss  train acc  test time  test loss  test acc  total time     img/s  gpu_mem_mib")
+    log = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "params": params, "max_lr": args.max_lr, "epochs": []}
+    total_time = 0.0
+    for epoch in range(args.epochs):
+        model.train()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(ytr), device=dev, generator=gen)
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev)
+        for s in range(steps_per_epoch):
+            idx = order[s * args.batch:(s + 1) * args.batch]
+            x = augment(padded, idx, mean, std, gen).contiguous(memory_format=torch.channels_last)
+            y = ytr[idx]
+            out = model(x)
+            loss = loss_fn(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.argmax(1) == y).sum()
+        torch.cuda.synchronize()
+        train_time = time.perf_counter() - t0
+        n = steps_per_epoch * args.batch
+        model.eval()
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            test_loss = 0.0
+            test_correct = 0
+            for i in range(0, len(yte), 1000):
+                out = model(xte[i:i + 1000].contiguous(memory_format=torch.channels_last))
+                test_loss += loss_fn(out, yte[i:i + 1000]).item() * len(out)
+                test_correct += (out.argmax(1) == yte[i:i + 1000]).sum().item()
+        test_time = time.perf_counter() - t1
+        total_time += train_time + test_time
+        row = {
+            "epoch": epoch + 1, "lr": sched.get_last_lr()[0], "train_time_s": train_time,
+            "train_loss": (loss_sum / n).item(), "train_acc": (correct / n).item(), "test_time_s": test_time,
+            "test_loss": test_loss / len(yte), "test_acc": test_correct / len(yte), "total_time_s": total_time,
+            "images_per_sec": n / train_time, "gpu_mem_mib": torch.cuda.max_memory_allocated() / 2**20,
+        }
+        log["epochs"].append(row)
+        print(f"{row['epoch']:>5} {row['lr']:>9.4f} {train_time:>11.2f} {row['train_loss']:>11.4f} {row['train_acc']:>10.4f} "
+              f"{test_time:>10.2f} {row['test_loss']:>10.4f} {row['test_acc']:>9.4f} {total_time:>11.2f} {row['images_per_sec']:>9.0f}"
+              f"  {row['gpu_mem_mib']:.0f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(log, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
