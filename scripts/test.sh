@@ -34,10 +34,9 @@ trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
 CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900} \
   CARGO_TARGET_DIR="$wasm_target" cargo test --target wasm32-unknown-unknown --test web
 
-step "3/3 end-to-end (release site under /cifar10-webgpu/, static server, chromedriver)"
+step "3/3 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server, chromedriver)"
 dist="$root/target/e2e-dist"
-CIFAR10_LINK_DATA=0 CARGO_TARGET_DIR="$wasm_target" \
-  trunk build --release --public-url /cifar10-webgpu/ --dist "$dist"
+DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/
 E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1
 echo "screenshot of the dashboard: target/dashboard.png"
 step "all tests passed"

@@ -3,7 +3,7 @@
 //! Field names mirror a PyTorch `nn.Sequential` layout so the `.safetensors` export can use
 //! PyTorch names (see `weights.rs` and the README).
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
@@ -76,6 +76,26 @@ pub fn channels(width: f64) -> [usize; 4] {
     BASE_CHANNELS.map(|c| ((c as f64 * width).round() as usize).max(1))
 }
 
+/// A BatchNorm whose running statistics no longer share storage with the original's.
+fn unshared_bn(bn: &BatchNorm) -> BatchNorm {
+    let mut copy = bn.clone();
+    copy.running_mean = RunningState::new(bn.running_mean.value());
+    copy.running_var = RunningState::new(bn.running_var.value());
+    copy
+}
+
+impl ConvBn {
+    fn checkpoint(&self) -> Self {
+        Self { conv: self.conv.clone(), bn: unshared_bn(&self.bn) }
+    }
+}
+
+impl ConvPoolBn {
+    fn checkpoint(&self) -> Self {
+        Self { conv: self.conv.clone(), pool: self.pool.clone(), bn: unshared_bn(&self.bn) }
+    }
+}
+
 /// Bytes of the largest activation of a training step: the first layer1 convolution's output,
 /// `batch x c1 x 32 x 32` floats, before pooling. Checked against the adapter's
 /// `maxStorageBufferBindingSize` before training.
@@ -101,6 +121,22 @@ impl ResNet9 {
             res2: vec![ConvBn::new(c3, c3, device), ConvBn::new(c3, c3, device)],
             pool: MaxPool2dConfig::new([4, 4]).init(),
             fc: LinearConfig::new(c3, 10).init(device),
+        }
+    }
+
+    /// A copy that later training cannot change. `clone()` shares BatchNorm's running
+    /// statistics (burn updates them in place), so a plain clone taken as "the last good
+    /// epoch" would be poisoned by a later NaN; parameters are immutable tensors either way.
+    pub fn checkpoint(&self) -> Self {
+        Self {
+            prep: self.prep.checkpoint(),
+            layer1: self.layer1.checkpoint(),
+            res1: self.res1.iter().map(ConvBn::checkpoint).collect(),
+            layer2: self.layer2.checkpoint(),
+            layer3: self.layer3.checkpoint(),
+            res2: self.res2.iter().map(ConvBn::checkpoint).collect(),
+            pool: self.pool.clone(),
+            fc: self.fc.clone(),
         }
     }
 
@@ -138,6 +174,15 @@ impl TensorAny {
             TensorAny::R1(t) => t.dims().to_vec(),
             TensorAny::R2(t) => t.dims().to_vec(),
             TensorAny::R4(t) => t.dims().to_vec(),
+        }
+    }
+
+    /// Sum of absolute values, on the device (infinite or NaN iff some element is).
+    pub fn abs_sum(&self) -> Tensor<1> {
+        match self {
+            TensorAny::R1(t) => t.clone().abs().sum(),
+            TensorAny::R2(t) => t.clone().abs().sum(),
+            TensorAny::R4(t) => t.clone().abs().sum(),
         }
     }
 
@@ -187,6 +232,17 @@ pub fn named_tensors<M: Module>(module: &M) -> Vec<(String, TensorAny)> {
     let mut v = NamedTensors { path: Vec::new(), tensors: Vec::new() };
     module.visit(&mut v);
     v.tensors
+}
+
+/// Whether every parameter and running statistic is finite: one scalar read.
+pub async fn is_finite<M: Module>(module: &M) -> Result<bool, String> {
+    let sums: Vec<Tensor<1>> = named_tensors(module).iter().map(|(_, t)| t.abs_sum()).collect();
+    if sums.is_empty() {
+        return Ok(true);
+    }
+    let total = Tensor::cat(sums, 0).sum().into_data_async().await.map_err(|e| format!("{e:?}"))?;
+    let finite = total.iter::<f32>().all(f32::is_finite);
+    Ok(finite)
 }
 
 /// Whether a path names a BatchNorm running statistic (a buffer, not a trainable parameter).

@@ -150,7 +150,7 @@ impl Trainer {
             ..Default::default()
         };
         Ok(Self {
-            last_good: model.clone(),
+            last_good: model.checkpoint(),
             model,
             optim,
             momentum,
@@ -227,9 +227,9 @@ impl Trainer {
         let epoch_start = host.now_ms();
         let mut window_start = epoch_start;
         let mut window_images = 0usize;
-        // Loss and correct predictions accumulate on the device between read-backs.
-        let mut loss_acc: Option<Tensor<1>> = None;
-        let mut correct_acc: Option<Tensor<1, Int>> = None;
+        // [loss x images, correct predictions] accumulate on the device between read-backs:
+        // one read per window instead of one per batch keeps the GPU queue full.
+        let mut stats_acc: Option<Tensor<1>> = None;
         let mut window_batches = 0usize;
         let (mut epoch_loss, mut epoch_correct, mut epoch_images) = (0f64, 0f64, 0usize);
         let mut lr = 0.0;
@@ -246,47 +246,30 @@ impl Trainer {
 
             let logits = self.model.forward(images);
             let loss = loss_fn.forward(logits.clone(), labels.clone());
-            let correct = logits.detach().argmax(1).reshape([batch.len()]).equal(labels).int().sum();
+            let correct = logits.detach().argmax(1).reshape([batch.len()]).equal(labels).float().sum();
             let grads = GradientsParams::from_grads(loss.backward(), &self.model);
             self.model = self.optim.step(lr, self.model.clone(), grads);
             self.step += 1;
 
-            let weighted = loss.detach().mul_scalar(batch.len() as f64);
-            loss_acc = Some(match loss_acc.take() {
-                Some(acc) => acc + weighted,
-                None => weighted,
-            });
-            correct_acc = Some(match correct_acc.take() {
-                Some(acc) => acc + correct,
-                None => correct,
+            let stats = Tensor::cat(vec![loss.detach().mul_scalar(batch.len() as f64), correct], 0);
+            stats_acc = Some(match stats_acc.take() {
+                Some(acc) => acc + stats,
+                None => stats,
             });
             window_batches += 1;
             window_images += batch.len();
 
             let last = b + 1 == batches.len();
             if window_batches >= cfg.read_every || last {
-                let loss_sum = loss_acc
-                    .take()
-                    .map(|t| t.into_data_async())
-                    .expect("accumulated at least one batch")
-                    .await
-                    .map_err(device_error)?
-                    .iter::<f32>()
-                    .next()
-                    .unwrap_or(f32::NAN);
-                let correct = correct_acc
-                    .take()
-                    .map(|t| t.into_data_async())
-                    .expect("accumulated at least one batch")
-                    .await
-                    .map_err(device_error)?
-                    .iter::<i64>()
-                    .next()
-                    .unwrap_or(0);
+                let read = match stats_acc.take() {
+                    Some(t) => t.into_data_async().await.map_err(device_error)?.iter::<f32>().collect(),
+                    None => Vec::new(),
+                };
+                let (loss_sum, correct) = (read.first().copied().unwrap_or(f32::NAN), read.get(1).copied().unwrap_or(0.0));
                 let now = host.now_ms();
                 let mean = loss_sum / window_images as f32;
                 if !mean.is_finite() {
-                    self.model = self.last_good.clone();
+                    self.model = self.last_good.checkpoint();
                     host.checkpoint(&self.model);
                     return Err(TrainError::Diverged { epoch: self.epoch, step: self.step, lr });
                 }
@@ -325,6 +308,15 @@ impl Trainer {
         .await?;
         let end = host.now_ms();
         self.elapsed_ms += end - epoch_start;
+        // The training loss can stay finite while BatchNorm's running variance overflows
+        // (training uses batch statistics, and an infinite variance still evaluates to finite
+        // outputs): check the weights themselves before calling this epoch good.
+        let finite = crate::model::is_finite(&self.model).await.map_err(TrainError::Device)?;
+        if !finite || !evaluation.loss.is_finite() {
+            self.model = self.last_good.checkpoint();
+            host.checkpoint(&self.model);
+            return Err(TrainError::Diverged { epoch: self.epoch, step: self.step, lr });
+        }
         let train_time = (train_end - epoch_start) / 1000.0;
         let stats = EpochStats {
             epoch: self.epoch + 1,
@@ -339,7 +331,7 @@ impl Trainer {
             images_per_sec: epoch_images as f64 / train_time.max(1e-6),
         };
         self.epoch += 1;
-        self.last_good = self.model.clone();
+        self.last_good = self.model.checkpoint();
         host.checkpoint(&self.model);
         self.log.epochs.push(stats.clone());
         self.log.last_evaluation = Some(evaluation.clone());

@@ -21,8 +21,10 @@ fn tarball(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
+        // Raw name bytes: the builder refuses `..`, which is exactly what a hostile archive holds.
+        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
         header.set_cksum();
-        builder.append_data(&mut header, name, *bytes).unwrap();
+        builder.append(&header, *bytes).unwrap();
     }
     gzip(&builder.into_inner().unwrap())
 }

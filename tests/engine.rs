@@ -122,7 +122,7 @@ fn nesterov_sgd_matches_the_pytorch_update() {
     // One parameter, two steps, by hand: PyTorch SGD(momentum=mu, nesterov, dampening=0, wd).
     let device = Device::flex().autodiff();
     let linear = burn::nn::LinearConfig::new(2, 1).with_bias(false).init(&device);
-    let w0: Vec<f32> = linear.weight.val().into_data().to_vec().unwrap();
+    let w0: Vec<f32> = linear.weight.val().into_data().try_to_vec::<f32>().unwrap();
     let (mut optim, momentum) = NesterovSgd::init(0.9, 0.1);
     let x = Tensor::<2>::from_data([[1.0f32, 2.0]], &device);
     let mut model = linear;
@@ -140,7 +140,7 @@ fn nesterov_sgd_matches_the_pytorch_update() {
             expected[i] -= 0.1 * (g + mu * velocity[i]);
         }
     }
-    let got: Vec<f32> = model.weight.val().into_data().to_vec().unwrap();
+    let got: Vec<f32> = model.weight.val().into_data().try_to_vec::<f32>().unwrap();
     for i in 0..2 {
         assert!((got[i] - expected[i]).abs() < 1e-6, "{got:?} vs {expected:?}");
     }
@@ -163,9 +163,9 @@ fn narrow_net_fits_64_real_images() {
         let (x, y) = batch_tensors(&batch, &device);
         let logits = model.forward(x);
         let loss = loss_fn.forward(logits.clone(), y.clone());
-        let correct: i64 = logits.argmax(1).reshape([64]).equal(y).int().sum().into_scalar().elem();
+        let correct: i64 = logits.argmax(1).reshape([64]).equal(y).int().sum().into_scalar::<i64>();
         accuracy = correct as f64 / 64.0;
-        let l: f32 = loss.clone().into_scalar().elem();
+        let l: f32 = loss.clone().into_scalar::<f32>();
         first_loss.get_or_insert(l);
         if accuracy >= 0.95 {
             println!("fit 64 images to {accuracy} after {step} steps (loss {l})");
@@ -180,14 +180,17 @@ fn narrow_net_fits_64_real_images() {
 #[test]
 fn trainer_runs_an_epoch_and_reports() {
     let data = sample_data();
+    // 32 steps an epoch: BatchNorm's running statistics (momentum 0.1) need a few dozen
+    // updates before evaluation means anything.
     let config = TrainConfig::new()
         .with_epochs(2)
-        .with_batch_size(64)
+        .with_batch_size(32)
         .with_width(0.125)
-        .with_train_subset(Some(512))
+        .with_train_subset(Some(1024))
         .with_test_subset(Some(200))
-        .with_read_every(4)
-        .with_max_lr(0.1);
+        .with_read_every(16)
+        .with_peak_epoch(0.5)
+        .with_max_lr(0.2);
     let mut trainer = Trainer::new(config, &data, &Device::flex()).unwrap();
     let mut host = TestHost::new();
     pollster::block_on(trainer.run(&data, &mut host)).unwrap();
@@ -198,7 +201,7 @@ fn trainer_runs_an_epoch_and_reports() {
         .collect();
     assert_eq!(epochs.len(), 2);
     let batches = host.events.iter().filter(|e| matches!(e, Event::Batch(_))).count();
-    assert_eq!(batches, 4, "8 batches an epoch, read every 4");
+    assert_eq!(batches, 4, "32 batches an epoch, read every 16");
     let e = &epochs[1];
     assert!(e.train_loss.is_finite() && e.test_loss.is_finite());
     assert!(e.test_acc > 0.1, "better than chance after two epochs: {}", e.test_acc);
@@ -207,7 +210,7 @@ fn trainer_runs_an_epoch_and_reports() {
     assert_eq!(eval.confusion.iter().flatten().sum::<u32>(), 200);
     assert_eq!(eval.wrong, eval.mistakes.len().max(eval.wrong));
     assert!(eval.mistakes.windows(2).all(|w| w[0].confidence >= w[1].confidence));
-    assert_eq!(trainer.step, 16);
+    assert_eq!(trainer.step, 64);
 }
 
 #[test]
@@ -242,7 +245,7 @@ fn divergence_stops_with_a_message_and_keeps_last_good_weights() {
         .with_test_subset(Some(32))
         .with_read_every(1)
         .with_peak_epoch(0.0)
-        .with_max_lr(10.0)
+        .with_max_lr(1e4)
         .with_weight_decay(0.0);
     let mut trainer = Trainer::new(config, &data, &Device::flex()).unwrap();
     let mut host = TestHost::new();
@@ -251,11 +254,12 @@ fn divergence_stops_with_a_message_and_keeps_last_good_weights() {
         Err(e @ cifar10_webgpu::train::TrainError::Diverged { .. }) => {
             assert!(e.to_string().contains("lower max LR"));
         }
-        other => panic!("expected divergence at LR 10, got {other:?}"),
+        other => panic!("expected divergence at LR 1e4, got {other:?}"),
     }
     // The model was rolled back to finite weights.
     let snap = pollster::block_on(weights::snapshot(&trainer.model)).unwrap();
-    assert!(snap.tensors.iter().all(|(_, _, v)| v.iter().all(|x| x.is_finite())));
+    let bad: Vec<&str> = snap.tensors.iter().filter(|(_, _, v)| !v.iter().all(|x| x.is_finite())).map(|(n, _, _)| n.as_str()).collect();
+    assert!(bad.is_empty(), "non-finite after rollback: {bad:?}");
 }
 
 fn trained_model() -> (ResNet9, Tensor<4>) {
@@ -277,7 +281,7 @@ fn trained_model() -> (ResNet9, Tensor<4>) {
 }
 
 fn logits(model: &ResNet9, x: Tensor<4>) -> Vec<f32> {
-    model.valid().forward(x).into_data().to_vec().unwrap()
+    model.valid().forward(x).into_data().try_to_vec::<f32>().unwrap()
 }
 
 #[test]
@@ -328,7 +332,7 @@ fn safetensors_has_the_documented_pytorch_names_and_shapes() {
         .sum();
     assert_eq!(trainable, 6_573_130);
     // The FC layer is stored [out, in]: row k is burn's column k.
-    let burn_fc: Vec<f32> = model.fc.weight.val().into_data().to_vec().unwrap();
+    let burn_fc: Vec<f32> = model.fc.weight.val().into_data().try_to_vec::<f32>().unwrap();
     let view = st.tensor("fc.weight").unwrap();
     let torch_fc: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     assert_eq!(torch_fc[3 * 512 + 7], burn_fc[7 * 10 + 3]);

@@ -222,3 +222,14 @@ async fn predict_runs_on_webgpu_and_weights_round_trip() {
         assert!((a - b).abs() < 1e-5);
     }
 }
+
+#[wasm_bindgen_test]
+async fn loaded_shards_come_back_from_the_browser_cache() {
+    loader::clear_cache().await;
+    let data = sample_data().await;
+    let cached = loader::load_from_cache().await.expect("shards cached after a URL load");
+    assert_eq!(cached.train, data.train);
+    assert_eq!(cached.test, data.test);
+    assert!(loader::clear_cache().await);
+    assert!(loader::load_from_cache().await.is_none());
+}

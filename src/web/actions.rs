@@ -63,7 +63,7 @@ impl Host for WebHost {
         gloo::timers::future::TimeoutFuture::new(ms).await;
     }
     fn checkpoint(&mut self, model: &ResNet9) {
-        with_engine(|e| e.model = Some(model.clone()));
+        with_engine(|e| e.model = Some(model.checkpoint()));
         self.ui.exportable.set(true);
     }
 }
