@@ -14,7 +14,7 @@ gzip -f .bench/train
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR-fast" cargo build --release --features fast --bin train
 strip -o .bench/train-fast "$CARGO_TARGET_DIR-fast/release/train"
 gzip -f .bench/train-fast
-cp ../shared/cifar10/cifar10-jpeg.pack ../shared/cifar10/unpack.py .bench/
+cp ../shared/cifar10/cifar10-jpeg.pack ../shared/cifar10/unpack.py ../shared/cifar10/SHA256SUMS .bench/
 if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
   mkdir -p /tmp/amd64/partial
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
