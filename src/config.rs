@@ -13,8 +13,10 @@ pub struct TrainConfig {
     #[config(default = 512)]
     pub batch_size: usize,
     /// Peak learning rate of the One-Cycle, on the mean loss of a batch. The seed's LR range test
-    /// found 0.055 (92.09% at 24 epochs); Page's run of this net used 0.4.
-    #[config(default = 0.4)]
+    /// found 0.055. Page's 0.4 relies on scaling the logits by 1/8, which this net does not do:
+    /// on the same card and files PyTorch reached 88.95% at 0.055, 87.98% at 0.15 and 88.46%
+    /// at 0.4 (BENCHMARKS.md).
+    #[config(default = 0.055)]
     pub max_lr: f64,
     /// Epoch (fractional allowed) at which the learning rate peaks.
     #[config(default = 5.0)]

@@ -240,6 +240,7 @@ async fn picking_the_tarball_loads_the_data_and_draws_the_preview() {
     let site = open("tarball").await;
     let c = &site.client;
     c.goto(&format!("{}{SUB_PATH}", site.base)).await.unwrap();
+    wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
     let input = c.find(Locator::Css("[data-testid='data-file']")).await.unwrap();
     let t = Instant::now();
     input.send_keys(&common::tarball().display().to_string()).await.unwrap();

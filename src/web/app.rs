@@ -30,13 +30,18 @@ pub fn query_pairs() -> Vec<(String, String)> {
 
 /// Applies the URL's settings to the UI (form fields, data URL, shard list, LR finder steps).
 pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
-    let defaults = TrainConfig::new();
-    let mut form: Vec<(String, String)> =
-        FORM_FIELDS.iter().map(|(k, _)| (k.to_string(), defaults.field(k))).collect();
+    // Valid settings show as the config resolved them (a shorter run moves the peak too);
+    // a bad value stays in its field, with its error beside it.
+    let (config, errors) = TrainConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let form: Vec<(String, String)> = FORM_FIELDS
+        .iter()
+        .map(|(k, _)| {
+            let raw = pairs.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            let bad = errors.iter().any(|(key, _)| key == k);
+            (k.to_string(), if bad { raw.unwrap_or_default() } else { config.field(k) })
+        })
+        .collect();
     for (k, v) in pairs {
-        if let Some(slot) = form.iter_mut().find(|(key, _)| key == k) {
-            slot.1 = v.clone();
-        }
         match k.as_str() {
             "data" => ui.data_url.set(v.clone()),
             "shards" => ui.data_files.set(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
@@ -49,7 +54,7 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
         }
     }
     ui.form.set(form);
-    let _ = actions::form_config(ui);
+    ui.form_errors.set(errors);
 }
 
 /// The whole app.

@@ -14,7 +14,7 @@ use cifar10_webgpu::train::{Control, Event, Host, Trainer};
 use cifar10_webgpu::weights;
 
 const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
-  [--epochs 24] [--batch 512] [--max-lr 0.4] [--peak-epoch 5] [--weight-decay 5e-4]
+  [--epochs 24] [--batch 512] [--max-lr 0.055] [--peak-epoch 5] [--weight-decay 5e-4]
   [--no-cutout] [--width 1.0] [--train-subset N] [--test-subset N] [--seed S]
   [--backend flex|wgpu|vulkan] [--out DIR] [--lr-find] [--bench N] [--read-every N]
   [--gpu-memory]  (query nvidia-smi after each epoch)
