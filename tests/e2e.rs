@@ -293,6 +293,11 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     assert!(mistakes.contains("misclassified of 64"), "{mistakes}");
 
     std::fs::create_dir_all(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")).unwrap();
+    // The whole page, top to bottom.
+    let height = c.execute("return document.documentElement.scrollHeight", vec![]).await.unwrap().as_u64().unwrap_or(800);
+    c.set_window_size(1280, height.clamp(800, 4000) as u32).await.unwrap();
+    c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let png = c.screenshot().await.unwrap();
     std::fs::write(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png"), png).unwrap();
 

@@ -76,6 +76,11 @@ fn data_loaded(ui: Ui, data: Cifar10, source: &str) {
         e.norm = Some(norm);
     });
     ui.data_error.set(None);
+    ui.progress.update(|p| {
+        if let Some(p) = p {
+            p.phase = "loaded".into();
+        }
+    });
     ui.data_status.set(Some(status));
     ui.data_version.update(|v| *v += 1);
 }

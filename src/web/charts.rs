@@ -26,6 +26,15 @@ fn fg() -> RGBColor {
     if dark_mode() { RGBColor(0xe5, 0xe7, 0xeb) } else { RGBColor(0x1f, 0x29, 0x37) }
 }
 
+/// Axis labels and captions in the theme's foreground colour.
+fn label_font() -> TextStyle<'static> {
+    ("sans-serif", 11).into_font().color(&fg())
+}
+
+fn caption_font() -> TextStyle<'static> {
+    ("sans-serif", 15).into_font().color(&fg())
+}
+
 fn backend(canvas: &HtmlCanvasElement) -> Option<CanvasBackend> {
     CanvasBackend::with_canvas_object(canvas.clone())
 }
@@ -43,7 +52,7 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
     let n = schedule.total_steps;
     let stride = (n / 400).max(1);
     let mut chart = ChartBuilder::on(&root)
-        .caption("One-Cycle schedule", ("sans-serif", 15).into_font().color(&fg()))
+        .caption("One-Cycle schedule", caption_font())
         .margin(8)
         .x_label_area_size(28)
         .y_label_area_size(48)
@@ -55,7 +64,7 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
         .configure_mesh()
         .x_desc("step")
         .y_desc("learning rate")
-        .label_style(("sans-serif", 11).into_font().color(&fg()))
+        .label_style(label_font())
         .axis_style(GREY)
         .light_line_style(TRANSPARENT)
         .draw()
@@ -63,7 +72,7 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
     chart
         .configure_secondary_axes()
         .y_desc("momentum")
-        .label_style(("sans-serif", 11).into_font().color(&fg()))
+        .label_style(label_font())
         .draw()
         .map_err(err)?;
     chart
@@ -91,7 +100,7 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
         .map_err(err)?;
     chart
         .configure_series_labels()
-        .label_font(("sans-serif", 11).into_font().color(&fg()))
+        .label_font(label_font())
         .border_style(GREY)
         .draw()
         .map_err(err)?;
@@ -104,7 +113,7 @@ pub fn draw_loss(canvas: &HtmlCanvasElement, batches: &[BatchStats], total_steps
     root.fill(&TRANSPARENT).map_err(err)?;
     let max_loss = batches.iter().map(|b| b.loss).filter(|l| l.is_finite()).fold(0.5f32, f32::max);
     let mut chart = ChartBuilder::on(&root)
-        .caption("Training loss", ("sans-serif", 15).into_font().color(&fg()))
+        .caption("Training loss", caption_font())
         .margin(8)
         .x_label_area_size(28)
         .y_label_area_size(44)
@@ -113,7 +122,7 @@ pub fn draw_loss(canvas: &HtmlCanvasElement, batches: &[BatchStats], total_steps
     chart
         .configure_mesh()
         .x_desc("step")
-        .label_style(("sans-serif", 11).into_font().color(&fg()))
+        .label_style(label_font())
         .axis_style(GREY)
         .light_line_style(TRANSPARENT)
         .draw()
@@ -134,7 +143,7 @@ pub fn draw_accuracy(canvas: &HtmlCanvasElement, epochs: &[EpochStats], total_ep
         .filter(|l| l.is_finite())
         .fold(0.5f32, f32::max);
     let mut chart = ChartBuilder::on(&root)
-        .caption("Loss and accuracy per epoch", ("sans-serif", 15).into_font().color(&fg()))
+        .caption("Loss and accuracy per epoch", caption_font())
         .margin(8)
         .x_label_area_size(28)
         .y_label_area_size(44)
@@ -146,7 +155,7 @@ pub fn draw_accuracy(canvas: &HtmlCanvasElement, epochs: &[EpochStats], total_ep
         .configure_mesh()
         .x_desc("epoch")
         .y_desc("loss")
-        .label_style(("sans-serif", 11).into_font().color(&fg()))
+        .label_style(label_font())
         .axis_style(GREY)
         .light_line_style(TRANSPARENT)
         .draw()
@@ -154,7 +163,7 @@ pub fn draw_accuracy(canvas: &HtmlCanvasElement, epochs: &[EpochStats], total_ep
     chart
         .configure_secondary_axes()
         .y_desc("accuracy")
-        .label_style(("sans-serif", 11).into_font().color(&fg()))
+        .label_style(label_font())
         .draw()
         .map_err(err)?;
     let pts = |f: fn(&EpochStats) -> f32| epochs.iter().map(move |e| (e.epoch as f32, f(e))).collect::<Vec<_>>();
@@ -181,7 +190,7 @@ pub fn draw_accuracy(canvas: &HtmlCanvasElement, epochs: &[EpochStats], total_ep
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::MiddleRight)
-        .label_font(("sans-serif", 11).into_font().color(&fg()))
+        .label_font(label_font())
         .border_style(GREY)
         .draw()
         .map_err(err)?;
@@ -199,7 +208,7 @@ pub fn draw_lr_finder(canvas: &HtmlCanvasElement, points: &[(f64, f32)], suggest
     let first = finite.first().map(|p| p.1).unwrap_or(3.0);
     let top = (first * 1.5).max(min_loss + 0.1);
     let mut chart = ChartBuilder::on(&root)
-        .caption("LR range test", ("sans-serif", 15).into_font().color(&fg()))
+        .caption("LR range test", caption_font())
         .margin(8)
         .x_label_area_size(28)
         .y_label_area_size(44)
@@ -210,7 +219,7 @@ pub fn draw_lr_finder(canvas: &HtmlCanvasElement, points: &[(f64, f32)], suggest
         .x_desc("learning rate (log)")
         .y_desc("smoothed loss")
         .x_label_formatter(&|v| format!("{v:.0e}"))
-        .label_style(("sans-serif", 11).into_font().color(&fg()))
+        .label_style(label_font())
         .axis_style(GREY)
         .light_line_style(TRANSPARENT)
         .draw()

@@ -73,8 +73,7 @@ fn parse_args() -> Result<Args, String> {
     }
     if !peak_given {
         // Keep the recipe's proportion (peak at 5 of 24) when only the length changes.
-        let d = TrainConfig::new();
-        c.peak_epoch = d.peak_epoch * c.epochs as f64 / d.epochs as f64;
+        c.peak_epoch = TrainConfig::scaled_peak(c.epochs);
     }
     c.validate()?;
     Ok(Args {
