@@ -300,6 +300,19 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let png = c.screenshot().await.unwrap();
     std::fs::write(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png"), png).unwrap();
+    // A phone-sized viewport: everything still fits the width (no sideways scrolling).
+    c.set_window_size(390, 844).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let overflow = c
+        .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth", vec![])
+        .await
+        .unwrap()
+        .as_i64()
+        .unwrap_or(999);
+    assert!(overflow <= 1, "the page is {overflow}px wider than a phone screen");
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-phone.png"), png).unwrap();
+    c.set_window_size(1280, 800).await.unwrap();
 
     click(c, "export-weights").await;
     let bpk = wait_download(&site.downloads, "resnet9-cifar10.bpk").await;

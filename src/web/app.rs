@@ -446,7 +446,8 @@ pub fn Mistakes(ui: Ui) -> impl IntoView {
                     )
                 })
                 .collect();
-            charts::draw_grid(&c, &charts::images_of(&data.test, &idx), &captions, 8, 2);
+            // Scale 3: the captions ("→ automobile 97%") need ~100 px a cell.
+            charts::draw_grid(&c, &charts::images_of(&data.test, &idx), &captions, 8, 3);
         }
         if let Some(c) = matrix.get() {
             charts::draw_confusion(&c, &eval, &data.class_names);

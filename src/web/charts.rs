@@ -130,6 +130,12 @@ pub fn draw_loss(canvas: &HtmlCanvasElement, batches: &[BatchStats], total_steps
     chart
         .draw_series(LineSeries::new(batches.iter().map(|b| (b.step, b.loss)), BLUE.stroke_width(2)))
         .map_err(err)?;
+    // Markers too: a short run has only a read-back or two, which a line alone does not show.
+    if batches.len() < 60 {
+        chart
+            .draw_series(batches.iter().map(|b| Circle::new((b.step, b.loss), 3, BLUE.filled())))
+            .map_err(err)?;
+    }
     root.present().map_err(err)
 }
 
