@@ -61,7 +61,7 @@ pub async fn snapshot(model: &ResNet9) -> Result<Snapshot, TrainError> {
     let width = tensors
         .iter()
         .find(|(p, _, _)| p == "prep.conv.weight")
-        .map(|(_, s, _)| s[0] as f64 / 64.0)
+        .and_then(|(_, s, _)| s.first().map(|&c| c as f64 / 64.0))
         .unwrap_or(1.0);
     Ok(Snapshot { width, tensors })
 }
@@ -140,7 +140,7 @@ impl Snapshot {
         let inferred = tensors
             .iter()
             .find(|(n, _, _)| n == "prep.conv.weight")
-            .map(|(_, s, _)| s[0] as f64 / 64.0)
+            .and_then(|(_, s, _)| s.first().map(|&c| c as f64 / 64.0))
             .ok_or_else(|| WeightsError::Missing(vec!["prep.conv.weight".to_string()]))?;
         let width = width.filter(|w| w.is_finite() && *w > 0.0 && *w <= 4.0).unwrap_or(inferred);
         Ok(Self { width, tensors })

@@ -126,7 +126,8 @@ async fn fetch_streamed(
         .and_then(|s| s.parse::<u64>().ok());
     let body = resp.body().ok_or_else(|| DataError::Other(format!("{url}: empty body")))?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().dyn_into().map_err(|o| js_err(o.into()))?;
-    let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
+    // The server's Content-Length is only a hint: never reserve more than a shard.
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(data::SHARD_BYTES as u64) as usize);
     let start = now_ms();
     base.name = name.to_string();
     base.total = total;
