@@ -17,10 +17,12 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cifar10-webgpu/target-w
 index=index.html
 if [ "${WASM_OPT:-1}" != 0 ]; then
   # Debian's binaryen (108) produces a wasm that fails to load; npm's binaryen 132 works.
-  if [ ! -x .tools/node_modules/.bin/wasm-opt ]; then
-    npm install --silent --prefix .tools binaryen@132.0.0 >/dev/null
+  # Installed once outside the clone, like the cargo caches.
+  tools=${CIFAR10_WEBGPU_CACHE:-$HOME/.cache/cifar10-webgpu}/tools
+  if [ ! -x "$tools/node_modules/.bin/wasm-opt" ]; then
+    npm install --silent --prefix "$tools" binaryen@132.0.0 >/dev/null
   fi
-  export PATH="$root/.tools/node_modules/.bin:$PATH"
+  export PATH="$tools/node_modules/.bin:$PATH"
   index=.index.release.html
   sed 's/data-wasm-opt="0"/data-wasm-opt="z"/' index.html > "$index"
   trap 'rm -f "$root/.index.release.html"' EXIT
