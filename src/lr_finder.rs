@@ -116,7 +116,7 @@ pub async fn find_lr<H: Host>(
         }
         let indices = order.pop().unwrap_or_default();
         let batch = augment::make_batch(&data.train, &indices, aug, &norm, &mut rng);
-        let (images, labels) = batch_tensors(&batch, &device);
+        let (images, labels) = batch_tensors(batch, &device);
         let lr = finder.start_lr * (ratio * step as f64 / (steps - 1) as f64).exp();
         let loss = loss_fn.forward(model.forward(images), labels);
         pending.push(loss.clone().detach());

@@ -160,7 +160,7 @@ fn narrow_net_fits_64_real_images() {
     let mut accuracy = 0.0;
     let mut first_loss = None;
     for step in 0..150 {
-        let (x, y) = batch_tensors(&batch, &device);
+        let (x, y) = batch_tensors(batch.clone(), &device);
         let logits = model.forward(x);
         let loss = loss_fn.forward(logits.clone(), y.clone());
         let correct: i64 = logits.argmax(1).reshape([64]).equal(y).int().sum().into_scalar::<i64>();
@@ -276,7 +276,7 @@ fn trained_model() -> (ResNet9, Tensor<4>) {
     let norm = Normalization::from_split(&data.train);
     let idx: Vec<usize> = (0..8).collect();
     let batch = augment::make_batch(&data.test, &idx, Augment::NONE, &norm, &mut augment::rng(0, 0));
-    let (x, _) = batch_tensors(&batch, &device);
+    let (x, _) = batch_tensors(batch, &device);
     (trainer.model.valid(), x)
 }
 

@@ -50,7 +50,7 @@ async fn webgpu_trains_a_small_conv_bn_net_with_async_reads() {
     let norm = Normalization::from_split(&data.train);
     let idx: Vec<usize> = (0..16).collect();
     let batch = augment::make_batch(&data.train, &idx, Augment::NONE, &norm, &mut augment::rng(0, 0));
-    let (x, y) = cifar10_webgpu::train::batch_tensors(&batch, &device);
+    let (x, y) = cifar10_webgpu::train::batch_tensors(batch, &device);
     // 16x16 crops keep SwiftShader fast.
     let x = x.slice([0..16, 0..3, 8..24, 8..24]);
     let mut net = SmallNet {
@@ -211,7 +211,7 @@ async fn predict_runs_on_webgpu_and_weights_round_trip() {
     let data = sample_data().await;
     let norm = Normalization::from_split(&data.train);
     let batch = augment::make_batch(&data.test, &[0, 1], Augment::NONE, &norm, &mut augment::rng(0, 0));
-    let (x, _) = cifar10_webgpu::train::batch_tensors(&batch, &device);
+    let (x, _) = cifar10_webgpu::train::batch_tensors(batch, &device);
     let before = cifar10_webgpu::train::predict(&model, x.clone()).await.unwrap();
     assert!((before[0].iter().sum::<f32>() - 1.0).abs() < 1e-4);
     // Export through async reads, import back, same probabilities.

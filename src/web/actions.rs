@@ -456,7 +456,7 @@ pub fn predict_file(ui: Ui, file: web_sys::File) {
                 &norm,
                 &mut crate::augment::rng(0, 0),
             );
-            let (x, _) = crate::train::batch_tensors(&batch, &device.without_autodiff());
+            let (x, _) = crate::train::batch_tensors(batch, &device.without_autodiff());
             let probs = crate::train::predict(&model, x).await.map_err(|e| e.to_string())?;
             let p = probs.first().ok_or("no output")?;
             let mut ranked: Vec<(usize, f32)> = p.iter().copied().enumerate().collect();

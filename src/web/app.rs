@@ -158,7 +158,7 @@ pub fn DataPanel(ui: Ui) -> impl IntoView {
                     <progress max="100" value=p.percent().unwrap_or(0.0)></progress>
                     <div>{format!("total {}{}", mb(p.all_loaded),
                         p.all_percent().map(|x| format!(" ({x:.0}%)")).unwrap_or_default())}</div>
-                    <progress max="100" value=p.all_percent().unwrap_or(0.0)></progress>
+                    {p.all_percent().map(|x| view! { <progress max="100" value=x></progress> })}
                 })}
             </div>
             <p data-testid="data-status" class="ok">{move || ui.data_status.get().unwrap_or_else(|| "No data loaded.".into())}</p>

@@ -185,7 +185,7 @@ fn bench(args: &Args, data: &data::Cifar10, device: &Device, steps: usize) -> Re
         let indices: Vec<usize> = (0..cfg.batch_size).map(|i| (step * cfg.batch_size + i) % data.train.len()).collect();
         let batch = augment::make_batch(&data.train, &indices, Augment::FULL, &norm, &mut rng);
         prep_s += tp.elapsed().as_secs_f64();
-        let (x, y) = cifar10_webgpu::train::batch_tensors(&batch, &dev);
+        let (x, y) = cifar10_webgpu::train::batch_tensors(batch, &dev);
         let loss = loss_fn.forward(model.forward(x), y);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(0.01, model, grads);
