@@ -204,7 +204,6 @@ pub fn start_training(ui: Ui) {
     ui.evaluation.set(None);
     ui.message.set(None);
     ui.total_epochs.set(config.epochs);
-    ui.started_ms.set(now_ms());
     ui.phase.set(Phase::Running);
     with_engine(|e| {
         e.log = trainer.log.clone();
@@ -291,7 +290,6 @@ pub fn run_lr_finder(ui: Ui) {
                         None => "LR finder: no clear descent; keep the recipe's LR.".into(),
                     },
                 );
-                with_engine(|e| e.lr_result = Some(r));
             }
             Err(e) => ui.say(true, format!("LR finder: {e}")),
         }

@@ -10,7 +10,6 @@ use super::gpu::GpuInfo;
 use super::loader::Progress;
 use crate::augment::Normalization;
 use crate::data::Cifar10;
-use crate::lr_finder::LrFinderResult;
 use crate::metrics::{BatchStats, EpochStats, Evaluation, RunLog};
 use crate::model::ResNet9;
 use crate::schedule::OneCycle;
@@ -40,7 +39,6 @@ pub struct Engine {
     /// A CPU copy of the last completed epoch: survives a lost device.
     pub snapshot: Option<Snapshot>,
     pub log: RunLog,
-    pub lr_result: Option<LrFinderResult>,
 }
 
 thread_local! {
@@ -83,7 +81,6 @@ pub struct Ui {
     pub lr_suggestion: RwSignal<Option<f64>>,
     pub exportable: RwSignal<bool>,
     pub predict: RwSignal<Option<Result<String, String>>>,
-    pub started_ms: RwSignal<f64>,
 }
 
 impl Ui {
@@ -111,7 +108,6 @@ impl Ui {
             lr_suggestion: RwSignal::new(None),
             exportable: RwSignal::new(false),
             predict: RwSignal::new(None),
-            started_ms: RwSignal::new(0.0),
         }
     }
 

@@ -1,4 +1,5 @@
 //! Shared helpers of the native tests: where the real CIFAR-10 files are.
+#![allow(dead_code)] // each test file uses a different part
 
 use std::path::PathBuf;
 
