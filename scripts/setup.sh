@@ -17,10 +17,26 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! pkg-config --exists openssl 2>/dev/null; then
-  say "installing chromium, chromium-driver and libssl-dev (Debian)"
+# Debian packages: the browser and its driver (tests), libssl-dev (the WebDriver client),
+# python3 (static servers in the tests), npm (binaryen's wasm-opt for the release build), curl
+# (the official data download in serve.sh).
+missing=()
+for tool in chromium chromedriver python3 npm curl pkg-config; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing from Debian: ${missing[*]}"
+  pkgs=()
+  for tool in "${missing[@]}"; do
+    case "$tool" in
+      chromedriver) pkgs+=(chromium-driver) ;;
+      npm) pkgs+=(nodejs npm) ;;
+      *) pkgs+=("$tool") ;;
+    esac
+  done
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver libssl-dev pkg-config python3 >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
