@@ -252,24 +252,9 @@ pub fn is_buffer(path: &str) -> bool {
 
 /// Trainable parameters (burn's `num_params` also counts BatchNorm running statistics).
 pub fn trainable_params<M: Module>(module: &M) -> usize {
-    struct Count {
-        path: Vec<String>,
-        n: usize,
-    }
-    impl ModuleVisitor for Count {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if !is_buffer(self.path.last().map(String::as_str).unwrap_or("")) {
-                self.n += param.shape().num_elements();
-            }
-        }
-    }
-    let mut c = Count { path: Vec::new(), n: 0 };
-    module.visit(&mut c);
-    c.n
+    named_tensors(module)
+        .iter()
+        .filter(|(path, _)| !is_buffer(path))
+        .map(|(_, t)| t.dims().iter().product::<usize>())
+        .sum()
 }
