@@ -3,12 +3,15 @@
 //! The engine (everything but `web`) is backend-agnostic and knows nothing of the UI.
 
 pub mod augment;
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod lr_finder;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod resume;
 pub mod schedule;
 pub mod train;
 pub mod weights;

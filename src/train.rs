@@ -112,7 +112,7 @@ pub struct Trainer {
     /// The model at the end of the last completed epoch (or the initial one): what is
     /// exported when training diverges or the device is lost.
     pub last_good: ResNet9,
-    optim: ModuleOptimizer,
+    pub(crate) optim: ModuleOptimizer,
     momentum: MomentumHandle,
     pub schedule: OneCycle,
     pub steps_per_epoch: usize,
@@ -123,7 +123,7 @@ pub struct Trainer {
     pub norm: Normalization,
     pub log: RunLog,
     pub last_evaluation: Option<Evaluation>,
-    elapsed_ms: f64,
+    pub(crate) elapsed_ms: f64,
 }
 
 impl Trainer {
@@ -344,7 +344,8 @@ impl Trainer {
 }
 
 /// Evaluates `model` on a split: loss, accuracy, confusion matrix and the most confident
-/// mistakes. Only the softmax probabilities (10 floats an image) are read back.
+/// mistakes. The softmax probabilities (10 floats an image) stay on the device until the last
+/// batch is queued, then come back in one read: no batch waits for the one before it.
 pub async fn evaluate<H: Host>(
     model: &ResNet9,
     split: &Split,
@@ -357,19 +358,21 @@ pub async fn evaluate<H: Host>(
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let mut eval = Evaluation::new();
+    if split.is_empty() {
+        return Ok(eval);
+    }
     let mut rng = augment::rng(0, 0);
     let indices: Vec<usize> = (0..split.len()).collect();
+    let mut probs = Vec::new();
     for chunk in indices.chunks(eval_batch.max(1)) {
         let batch = augment::make_batch(split, chunk, Augment::NONE, norm, &mut rng);
         let (images, _) = batch_tensors(batch, &device);
-        let probs = burn::tensor::activation::softmax(model.forward(images), 1)
-            .into_data_async()
-            .await
-            .map_err(device_error)?;
-        let probs: Vec<f32> = probs.iter::<f32>().collect();
-        eval.add(&probs, &split.labels[chunk[0]..chunk[0] + chunk.len()], chunk[0], keep_mistakes);
+        probs.push(burn::tensor::activation::softmax(model.forward(images), 1));
         host.yield_now().await;
     }
+    let probs = Tensor::cat(probs, 0).into_data_async().await.map_err(device_error)?;
+    let probs: Vec<f32> = probs.iter::<f32>().collect();
+    eval.add(&probs, &split.labels, 0, keep_mistakes);
     Ok(eval)
 }
 

@@ -391,3 +391,76 @@ fn lr_finder_curve_falls_then_rises_on_real_data() {
     assert!(r.lrs.windows(2).all(|w| w[1] > w[0]));
     println!("lr finder: steepest {:?} min/10 {:?} diverged {}", r.steepest, r.min_over_10, r.diverged);
 }
+
+#[test]
+fn a_resumed_run_ends_with_the_same_weights_as_an_unbroken_one() {
+    let data = sample_data();
+    let config = TrainConfig::new()
+        .with_epochs(2)
+        .with_batch_size(32)
+        .with_width(0.0625)
+        .with_train_subset(Some(256))
+        .with_test_subset(Some(64))
+        .with_peak_epoch(0.5)
+        .with_max_lr(0.1);
+    let device = Device::flex();
+    let weights_of = |t: &Trainer| pollster::block_on(weights::snapshot(&t.model)).unwrap().tensors;
+
+    // Both runs start from one saved initial state: the seeded initialisation draws from a
+    // device-wide RNG that tests running in parallel also draw from.
+    let start = std::env::temp_dir().join(format!("cifar10-start-{}", std::process::id()));
+    Trainer::new(config, &data, &device).unwrap().save_state(&start).unwrap();
+    let mut unbroken = Trainer::resume(&start, &data, &device).unwrap();
+    pollster::block_on(unbroken.run(&data, &mut TestHost::new())).unwrap();
+
+    let dir = std::env::temp_dir().join(format!("cifar10-resume-{}", std::process::id()));
+    let mut first = Trainer::resume(&start, &data, &device).unwrap();
+    std::fs::remove_dir_all(&start).unwrap();
+    let subset = data.subset(first.config.train_subset, first.config.test_subset);
+    pollster::block_on(first.run_epoch(&subset, &mut TestHost::new())).unwrap();
+    first.save_state(&dir).unwrap();
+    // Saving again replaces the state in place.
+    first.save_state(&dir).unwrap();
+    drop(first);
+
+    let mut resumed = Trainer::resume(&dir, &data, &device).unwrap();
+    assert_eq!((resumed.epoch, resumed.step, resumed.log.epochs.len()), (1, 8, 1));
+    pollster::block_on(resumed.run(&data, &mut TestHost::new())).unwrap();
+    assert_eq!(resumed.step, unbroken.step);
+    // Same momentum, same order, same augmentation: the same numbers, not merely close ones.
+    let (a, b) = (weights_of(&unbroken), weights_of(&resumed));
+    assert_eq!(a.len(), b.len());
+    for ((name, _, x), (_, _, y)) in a.iter().zip(&b) {
+        assert_eq!(x, y, "{name} differs after resuming");
+    }
+    assert_eq!(resumed.log.epochs.len(), 2);
+
+    // A state that is not one is refused with its path in the message.
+    std::fs::write(dir.join("state.json"), b"{ not json").unwrap();
+    let err = Trainer::resume(&dir, &data, &device).err().unwrap();
+    assert!(err.contains("not a saved training state"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn step_benchmark_times_real_steps() {
+    let data = sample_data();
+    let config = TrainConfig::new().with_batch_size(16).with_width(0.0625);
+    let r = pollster::block_on(cifar10_webgpu::bench::bench_steps(
+        &config,
+        &data.train,
+        &Device::flex(),
+        1,
+        3,
+        &mut TestHost::new(),
+    ))
+    .unwrap();
+    assert_eq!((r.steps, r.batch, r.warmup_steps), (3, 16, 1));
+    assert!(r.ms_per_step > 0.0 && r.images_per_sec > 0.0);
+    assert!((r.images_per_sec - 16.0 * 1000.0 / r.ms_per_step).abs() / r.images_per_sec < 1e-6);
+    assert!(r.summary().contains("ms/step"));
+    // The synthetic split the page uses without data is valid input.
+    let synthetic = cifar10_webgpu::bench::synthetic_split(64, 1);
+    assert_eq!(synthetic.len(), 64);
+    assert!(synthetic.labels.iter().all(|&l| l < 10));
+}

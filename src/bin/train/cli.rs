@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::prelude::*;
-use cifar10_webgpu::augment::{self, Augment};
+use cifar10_webgpu::bench::bench_steps;
 use cifar10_webgpu::config::TrainConfig;
 use cifar10_webgpu::data;
 use cifar10_webgpu::lr_finder::{find_lr, LrFinderConfig};
 use cifar10_webgpu::metrics::EpochStats;
-use cifar10_webgpu::train::{Control, Event, Host, Trainer};
+use cifar10_webgpu::train::{Control, Event, Host, TrainError, Trainer};
 use cifar10_webgpu::weights;
 
 const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
@@ -18,7 +18,15 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--no-cutout] [--width 1.0] [--train-subset N] [--test-subset N] [--seed S]
   [--backend flex|wgpu|vulkan] [--out DIR] [--lr-find] [--bench N] [--read-every N]
   [--gpu-memory]  (query nvidia-smi after each epoch)
-  [--max-minutes M]  (stop after the epoch that crosses M minutes)";
+  [--max-minutes M]  (stop after the epoch that crosses M minutes)
+  [--save-state DIR]  (after every epoch: weights, momentum and position, for --resume)
+  [--resume DIR]  (go on from a saved state; the recipe comes from it)";
+
+/// Flags that set the recipe, which a resumed run must not change.
+const RECIPE_FLAGS: [&str; 11] = [
+    "--epochs", "--batch", "--max-lr", "--peak-epoch", "--weight-decay", "--no-cutout", "--width",
+    "--train-subset", "--test-subset", "--seed", "--read-every",
+];
 
 struct Args {
     data: PathBuf,
@@ -29,6 +37,8 @@ struct Args {
     bench: Option<usize>,
     gpu_memory: bool,
     max_minutes: Option<f64>,
+    save_state: Option<PathBuf>,
+    resume: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,12 +49,16 @@ fn parse_args() -> Result<Args, String> {
     let mut out = PathBuf::from("target/run");
     let (mut lr_find, mut bench, mut gpu_memory, mut max_minutes) = (false, None, false, None);
     let mut peak_given = false;
+    let (mut save_state, mut resume, mut recipe_flag) = (None, None, None);
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         v.ok_or(format!("{flag} needs a value"))?
             .parse()
             .map_err(|_| format!("{flag}: not a valid number"))
     }
     while let Some(a) = it.next() {
+        if RECIPE_FLAGS.contains(&a.as_str()) {
+            recipe_flag = Some(a.clone());
+        }
         match a.as_str() {
             "--data" => data = it.next().map(PathBuf::from),
             "--epochs" => c.epochs = num(&a, it.next())?,
@@ -67,9 +81,14 @@ fn parse_args() -> Result<Args, String> {
             "--bench" => bench = Some(num(&a, it.next())?),
             "--gpu-memory" => gpu_memory = true,
             "--max-minutes" => max_minutes = Some(num(&a, it.next())?),
+            "--save-state" => save_state = Some(it.next().map(PathBuf::from).ok_or("--save-state needs a folder")?),
+            "--resume" => resume = Some(it.next().map(PathBuf::from).ok_or("--resume needs a folder")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if let (Some(_), Some(flag)) = (&resume, &recipe_flag) {
+        return Err(format!("{flag} cannot change a resumed run: --resume takes the recipe from the saved state"));
     }
     if !peak_given {
         // Keep the recipe's proportion (peak at 5 of 24) when only the length changes.
@@ -85,6 +104,8 @@ fn parse_args() -> Result<Args, String> {
         bench,
         gpu_memory,
         max_minutes,
+        save_state,
+        resume,
     })
 }
 
@@ -162,45 +183,26 @@ impl Host for CliHost {
     }
 }
 
-fn bench(args: &Args, data: &data::Cifar10, device: &Device, steps: usize) -> Result<(), String> {
-    use burn::nn::loss::CrossEntropyLossConfig;
-    use burn::optim::GradientsParams;
-    let cfg = &args.config;
-    let dev = device.clone().autodiff();
-    let mut model = cifar10_webgpu::model::ResNet9::new(cfg.width, &dev);
-    let (mut optim, _) = cifar10_webgpu::optim::NesterovSgd::init(0.9, cfg.weight_decay);
-    let norm = augment::Normalization::from_split(&data.train);
-    let loss_fn = CrossEntropyLossConfig::new().init(&dev);
-    let mut rng = augment::rng(cfg.seed, 5);
-    let warmup = 3;
-    let mut t0 = Instant::now();
-    let mut prep_s = 0.0;
-    for step in 0..warmup + steps {
-        if step == warmup {
-            pollster::block_on(model.fc.weight.val().into_data_async()).map_err(|e| format!("{e:?}"))?;
-            t0 = Instant::now();
-            prep_s = 0.0;
+/// Trains epoch by epoch until done or out of time, saving the state after each epoch.
+fn train_epochs(
+    trainer: &mut Trainer,
+    data: &data::Cifar10,
+    host: &mut CliHost,
+    save_state: Option<&std::path::Path>,
+) -> Result<(), TrainError> {
+    let data = data.subset(trainer.config.train_subset, trainer.config.test_subset);
+    trainer.announce(host);
+    while !trainer.finished() {
+        if host.stop {
+            return Err(TrainError::Stopped);
         }
-        let tp = Instant::now();
-        let indices: Vec<usize> = (0..cfg.batch_size).map(|i| (step * cfg.batch_size + i) % data.train.len()).collect();
-        let batch = augment::make_batch(&data.train, &indices, Augment::FULL, &norm, &mut rng);
-        prep_s += tp.elapsed().as_secs_f64();
-        let (x, y) = cifar10_webgpu::train::batch_tensors(batch, &dev);
-        let loss = loss_fn.forward(model.forward(x), y);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(0.01, model, grads);
+        pollster::block_on(trainer.run_epoch(&data, host))?;
+        if let Some(dir) = save_state {
+            let t = Instant::now();
+            trainer.save_state(dir).map_err(TrainError::Invalid)?;
+            println!("state saved to {} in {:.1}s", dir.display(), t.elapsed().as_secs_f64());
+        }
     }
-    pollster::block_on(model.fc.weight.val().into_data_async()).map_err(|e| format!("{e:?}"))?;
-    let dt = t0.elapsed().as_secs_f64();
-    println!(
-        "bench backend={} width={} batch={} steps={steps}: {:.1} ms/step, {:.0} images/s (batch preparation {:.1} ms/step)",
-        args.backend,
-        cfg.width,
-        cfg.batch_size,
-        dt * 1000.0 / steps as f64,
-        (steps * cfg.batch_size) as f64 / dt,
-        prep_s * 1000.0 / steps as f64
-    );
     Ok(())
 }
 
@@ -215,15 +217,23 @@ fn run() -> Result<(), String> {
         t.elapsed().as_secs_f64()
     );
     let device = device(&args.backend)?;
-    if let Some(steps) = args.bench {
-        return bench(&args, &data, &device, steps);
-    }
     let mut host = CliHost {
         start: Instant::now(),
         gpu_memory: args.gpu_memory,
         deadline: args.max_minutes.map(|m| m * 60_000.0),
         stop: false,
     };
+    if let Some(steps) = args.bench {
+        let r = pollster::block_on(bench_steps(&args.config, &data.train, &device, 3, steps, &mut host))
+            .map_err(|e| e.to_string())?;
+        println!(
+            "bench backend={} {} (batch preparation {:.1} ms/step)",
+            args.backend,
+            r.summary(),
+            r.prep_ms_per_step
+        );
+        return Ok(());
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     if args.lr_find {
         let result = pollster::block_on(find_lr(
@@ -245,11 +255,24 @@ fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         return Ok(());
     }
-    let mut trainer = Trainer::new(args.config.clone(), &data, &device).map_err(|e| e.to_string())?;
-    let outcome = pollster::block_on(trainer.run(&data, &mut host));
-    if let Err(e) = &outcome {
-        println!("training ended early: {e}");
-        trainer.log.notes.push(e.to_string());
+    let mut trainer = match &args.resume {
+        Some(dir) => {
+            let t = Trainer::resume(dir, &data, &device)?;
+            println!("resumed from {} after epoch {} (step {})", dir.display(), t.epoch, t.step);
+            t
+        }
+        None => Trainer::new(args.config.clone(), &data, &device).map_err(|e| e.to_string())?,
+    };
+    let outcome = train_epochs(&mut trainer, &data, &mut host, args.save_state.as_deref());
+    match &outcome {
+        Err(TrainError::Stopped) if trainer.epoch < trainer.config.epochs => {
+            println!("stopped after epoch {} of {}", trainer.epoch, trainer.config.epochs);
+        }
+        Err(e) => {
+            println!("training ended early: {e}");
+            trainer.log.notes.push(e.to_string());
+        }
+        Ok(()) => {}
     }
     let model = if outcome.is_ok() || trainer.epoch > 0 { &trainer.last_good } else { &trainer.model };
     let snap = pollster::block_on(weights::snapshot(model)).map_err(|e| e.to_string())?;

@@ -1,0 +1,131 @@
+//! Step benchmark: times the recipe's training step (augment, upload, forward, backward, Nesterov
+//! update) on whatever device it is given. The CLI's `--bench` and the page's Benchmark button
+//! both call it, so native and browser figures measure the same work.
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{self, Augment, Normalization};
+use crate::config::TrainConfig;
+use crate::data::{Split, IMAGE_BYTES};
+use crate::model::ResNet9;
+use crate::optim::NesterovSgd;
+use crate::train::{batch_tensors, device_error, Control, Host, TrainError};
+
+/// What one benchmark measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepBench {
+    pub width: f64,
+    pub batch: usize,
+    /// Timed steps (after the warm-up).
+    pub steps: usize,
+    /// Warm-up steps: kernel compilation and autotuning happen here.
+    pub warmup_steps: usize,
+    /// Wall time of the warm-up, ms.
+    pub warmup_ms: f64,
+    /// Mean wall time of a timed step, ms (the device is drained before and after).
+    pub ms_per_step: f64,
+    pub images_per_sec: f64,
+    /// Host time spent building batches (crop, flip, cutout, normalise), ms per step.
+    pub prep_ms_per_step: f64,
+    /// Whether the images were random bytes (no data set loaded).
+    pub synthetic: bool,
+}
+
+impl StepBench {
+    /// One line, the same in the CLI and the page.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.1} ms/step · {:.0} images/s · width {} · batch {} · {} steps after {} warm-up ({:.1} s){}",
+            self.ms_per_step,
+            self.images_per_sec,
+            self.width,
+            self.batch,
+            self.steps,
+            self.warmup_steps,
+            self.warmup_ms / 1000.0,
+            if self.synthetic { " · synthetic images" } else { "" }
+        )
+    }
+}
+
+/// Random images and labels: lets the page measure a GPU before any data is loaded (the step
+/// does the same work whatever the pixels are).
+pub fn synthetic_split(n: usize, seed: u64) -> Split {
+    use rand::Rng;
+    let mut rng = augment::rng(seed, 77);
+    let mut images = vec![0u8; n * IMAGE_BYTES];
+    rng.fill(&mut images[..]);
+    let labels = (0..n).map(|_| rng.random_range(0..10u8)).collect();
+    Split { images, labels }
+}
+
+/// Runs `warmup + steps` training steps of a fresh model at the config's width and batch and
+/// times the last `steps`. Reads back once after the warm-up and once at the end, so queued
+/// work is counted where it runs. Stops early (with `TrainError::Stopped`) when the host asks.
+pub async fn bench_steps<H: Host>(
+    config: &TrainConfig,
+    train: &Split,
+    device: &Device,
+    warmup: usize,
+    steps: usize,
+    host: &mut H,
+) -> Result<StepBench, TrainError> {
+    config.validate().map_err(TrainError::Invalid)?;
+    if train.is_empty() || steps == 0 {
+        return Err(TrainError::Invalid("the benchmark needs images and at least one step".into()));
+    }
+    let device = device.clone().autodiff();
+    device.seed(config.seed);
+    let mut model = ResNet9::new(config.width, &device);
+    let (mut optim, momentum) = NesterovSgd::init(config.max_momentum, config.weight_decay);
+    momentum.set(0.9);
+    let norm = Normalization::from_split(train);
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let aug = Augment { crop: true, flip: true, cutout: config.cutout };
+    let mut rng = augment::rng(config.seed, 5);
+    let lr = config.max_lr * 0.1;
+
+    let start = host.now_ms();
+    let mut timed_start = start;
+    let mut warmup_ms = 0.0;
+    let mut prep_ms = 0.0;
+    for step in 0..warmup + steps {
+        if host.control() == Control::Stop {
+            return Err(TrainError::Stopped);
+        }
+        if step == warmup {
+            // Drain the queue so the timed steps start from an idle device.
+            model.fc.weight.val().into_data_async().await.map_err(device_error)?;
+            timed_start = host.now_ms();
+            warmup_ms = timed_start - start;
+            prep_ms = 0.0;
+        }
+        let prep_start = host.now_ms();
+        let indices: Vec<usize> =
+            (0..config.batch_size).map(|i| (step * config.batch_size + i) % train.len()).collect();
+        let batch = augment::make_batch(train, &indices, aug, &norm, &mut rng);
+        prep_ms += host.now_ms() - prep_start;
+        let (images, labels) = batch_tensors(batch, &device);
+        let loss = loss_fn.forward(model.forward(images), labels);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr, model, grads);
+        host.yield_now().await;
+    }
+    // The last update of the classifier depends on the whole last backward pass.
+    model.fc.weight.val().into_data_async().await.map_err(device_error)?;
+    let elapsed = (host.now_ms() - timed_start).max(1e-3);
+    Ok(StepBench {
+        width: config.width,
+        batch: config.batch_size,
+        steps,
+        warmup_steps: warmup,
+        warmup_ms,
+        ms_per_step: elapsed / steps as f64,
+        images_per_sec: (steps * config.batch_size) as f64 / (elapsed / 1000.0),
+        prep_ms_per_step: prep_ms / steps as f64,
+        synthetic: false,
+    })
+}
