@@ -38,7 +38,7 @@ impl StepBench {
     /// One line, the same in the CLI and the page.
     pub fn summary(&self) -> String {
         format!(
-            "{:.1} ms/step · {:.0} images/s · width {} · batch {} · {} steps after {} warm-up ({:.1} s){}",
+            "{:.1} ms/step · {:.prec$} images/s · width {} · batch {} · {} steps after {} warm-up ({:.1} s){}",
             self.ms_per_step,
             self.images_per_sec,
             self.width,
@@ -46,7 +46,8 @@ impl StepBench {
             self.steps,
             self.warmup_steps,
             self.warmup_ms / 1000.0,
-            if self.synthetic { " · synthetic images" } else { "" }
+            if self.synthetic { " · synthetic images" } else { "" },
+            prec = if self.images_per_sec < 100.0 { 1 } else { 0 }
         )
     }
 }

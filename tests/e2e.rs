@@ -235,6 +235,32 @@ async fn page_shows_the_webgpu_adapter_without_console_errors() {
     c.clone().close().await.unwrap();
 }
 
+/// The page's step benchmark, before any data is loaded (random images). Prints the figure:
+/// SwiftShader is a CPU rasteriser, so it says how the page performs here, not on a GPU.
+#[tokio::test(flavor = "current_thread")]
+async fn benchmark_times_training_steps_on_the_adapter() {
+    let site = open("bench").await;
+    let c = &site.client;
+    let query = std::env::var("E2E_BENCH_QUERY").unwrap_or_else(|_| "width=0.125&batch=32&bench_steps=5".into());
+    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    let status = wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    // The query set the number of timed steps.
+    let steps = query.split('&').find_map(|kv| kv.strip_prefix("bench_steps=")).unwrap_or("20");
+    let button = wait_text(c, "bench-run", 10, |t| t.starts_with("Benchmark")).await;
+    assert_eq!(button, format!("Benchmark {steps} steps"));
+    click(c, "bench-run").await;
+    let result = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
+    println!("BENCH page step benchmark ({query}) on {status}: {result}");
+    assert!(result.contains("ms/step") && result.contains("synthetic images"), "{result}");
+    let ms: f64 = result.split(" ms/step").next().and_then(|x| x.trim().parse().ok()).unwrap_or(f64::NAN);
+    assert!(ms > 0.0, "{result}");
+    // Idle again: the other GPU actions are available.
+    assert_eq!(text(c, "train-phase").await, "Idle");
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn picking_the_tarball_loads_the_data_and_draws_the_preview() {
     let site = open("tarball").await;

@@ -264,6 +264,52 @@ pub fn stop(ui: Ui) {
     }
 }
 
+/// Times training steps at the form's width and batch; on random images when no data is loaded.
+pub fn run_benchmark(ui: Ui) {
+    if ui.busy() {
+        return;
+    }
+    let Some(config) = form_config(ui) else {
+        return ui.say(true, "Fix the highlighted settings first.");
+    };
+    let Some((device, limit)) =
+        with_engine(|e| e.gpu.as_ref().map(|g| (g.device.clone(), g.max_storage_buffer_binding_size)))
+    else {
+        return ui.say(true, "WebGPU is not available, so nothing can be measured (see the status above).");
+    };
+    if !check_limits(ui, &config, limit) {
+        return;
+    }
+    let data = with_engine(|e| e.data.clone());
+    let steps = ui.bench_steps.get_untracked();
+    control().set(Control::Run);
+    ui.bench.set(None);
+    // A finished or stopped run keeps showing as such once the benchmark is done.
+    let phase_before = ui.phase.get_untracked();
+    ui.phase.set(Phase::Benchmarking);
+    leptos::task::spawn_local(async move {
+        let mut host = WebHost { ui };
+        let synthetic;
+        let train = match &data {
+            Some(d) => &d.train,
+            None => {
+                synthetic = crate::bench::synthetic_split(config.batch_size * 4, config.seed);
+                &synthetic
+            }
+        };
+        let r = crate::bench::bench_steps(&config, train, &device, 5, steps, &mut host).await;
+        ui.bench.set(Some(match r {
+            Ok(mut b) => {
+                b.synthetic = data.is_none();
+                Ok(b)
+            }
+            Err(TrainError::Stopped) => Err("Benchmark stopped.".into()),
+            Err(e) => Err(format!("Benchmark failed: {e}")),
+        }));
+        ui.phase.set(phase_before);
+    });
+}
+
 /// Runs the LR range test with the form's settings.
 pub fn run_lr_finder(ui: Ui) {
     if ui.busy() {

@@ -50,6 +50,11 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
                     ui.lr_steps.set(n.clamp(10, 1000));
                 }
             }
+            "bench_steps" => {
+                if let Ok(n) = v.parse::<usize>() {
+                    ui.bench_steps.set(n.clamp(1, 500));
+                }
+            }
             _ => {}
         }
     }
@@ -345,7 +350,28 @@ pub fn TrainControls(ui: Ui) -> impl IntoView {
             <p data-testid="train-message" class=move || match ui.message.get() { Some((true, _)) => "error", _ => "ok" }>
                 {move || ui.message.get().map(|(_, m)| m).unwrap_or_default()}
             </p>
+            <Benchmark ui=ui />
         </section>
+    }
+}
+
+/// Times the training step of the form's width and batch on this GPU (before or instead of a
+/// run): the figure to compare across browsers, GPUs and the native build.
+#[component]
+pub fn Benchmark(ui: Ui) -> impl IntoView {
+    view! {
+        <div class="row bench">
+            <button class="small" data-testid="bench-run" disabled=move || ui.busy() on:click=move |_| actions::run_benchmark(ui)>
+                {move || if ui.phase.get() == Phase::Benchmarking { "Measuring…".to_string() } else { format!("Benchmark {} steps", ui.bench_steps.get()) }}
+            </button>
+            <span data-testid="bench-result" class=move || match ui.bench.get() { Some(Err(_)) => "error", _ => "ok" }>
+                {move || match ui.bench.get() {
+                    None => String::new(),
+                    Some(Ok(b)) => b.summary(),
+                    Some(Err(e)) => e,
+                }}
+            </span>
+        </div>
     }
 }
 

@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use super::gpu::GpuInfo;
 use super::loader::Progress;
 use crate::augment::Normalization;
+use crate::bench::StepBench;
 use crate::data::Cifar10;
 use crate::metrics::{BatchStats, EpochStats, Evaluation, RunLog};
 use crate::model::ResNet9;
@@ -21,6 +22,7 @@ use crate::weights::Snapshot;
 pub enum Phase {
     Idle,
     FindingLr,
+    Benchmarking,
     Running,
     Paused,
     Stopped,
@@ -81,6 +83,10 @@ pub struct Ui {
     pub lr_suggestion: RwSignal<Option<f64>>,
     pub exportable: RwSignal<bool>,
     pub predict: RwSignal<Option<Result<String, String>>>,
+    /// The last step benchmark, or why it failed.
+    pub bench: RwSignal<Option<Result<StepBench, String>>>,
+    /// Timed steps of the benchmark (`?bench_steps=`).
+    pub bench_steps: RwSignal<usize>,
 }
 
 impl Ui {
@@ -108,12 +114,14 @@ impl Ui {
             lr_suggestion: RwSignal::new(None),
             exportable: RwSignal::new(false),
             predict: RwSignal::new(None),
+            bench: RwSignal::new(None),
+            bench_steps: RwSignal::new(20),
         }
     }
 
-    /// Whether a run or the LR finder is using the GPU.
+    /// Whether a run, the LR finder or the benchmark is using the GPU.
     pub fn busy(&self) -> bool {
-        matches!(self.phase.get(), Phase::Running | Phase::Paused | Phase::FindingLr)
+        matches!(self.phase.get(), Phase::Running | Phase::Paused | Phase::FindingLr | Phase::Benchmarking)
     }
 
     /// Shows an error (`true`) or information line under the controls.
