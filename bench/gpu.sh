@@ -5,10 +5,11 @@
 # binary (gzipped: wgpu + fusion + autotune), the data pack and its unpacker, and .gl/ with the
 # Vulkan loader. Carry [".bench", ".gl"] and run:
 #
-#   bash bench/gpu.sh           1. step benchmark on Vulkan (fusion + autotune);
+#   bash bench/gpu.sh           1. step benchmarks on Vulkan (fusion + autotune), with burn's
+#                                  convolution and with `--conv im2col` (matmuls instead);
 #                               2. with BENCH_PYTORCH=1, the PyTorch reference (24 epochs, fp32,
 #                                  TF32 off; measured on 2026-11-27, so off by default);
-#                               3. our 24-epoch recipe, saving its state
+#                               3. our 24-epoch recipe with the faster convolution, saving its state
 #                                  after every epoch, until the time budget ends.
 #   bash bench/gpu.sh resume    the next call on the same (still warm) machine: finishes the
 #                               run from the saved state in /tmp/ours-state.
@@ -46,9 +47,9 @@ run_ours() {  # binary backend [extra args]: the recipe, state saved after every
 
 if [ "$mode" = resume ]; then
   [ -f "$state/state.json" ] || { echo "no saved state in $state (a fresh machine?): run without 'resume'"; exit 1; }
-  bin=$(cat /tmp/ours-binary) backend=$(cat /tmp/ours-backend)
-  echo "== ours: resuming $bin --backend $backend from $state ($(left)s left)"
-  run_ours "$bin" "$backend" --resume "$state"
+  bin=$(cat /tmp/ours-binary) backend=$(cat /tmp/ours-backend) conv=$(cat /tmp/ours-conv)
+  echo "== ours: resuming $bin --backend $backend --conv $conv from $state ($(left)s left)"
+  run_ours "$bin" "$backend" --conv "$conv" --resume "$state"
   echo "== done in $(( $(date +%s) - start ))s"
   exit 0
 fi
@@ -60,7 +61,14 @@ if grep -q "init failed" "$out/ours-fast-bench.txt"; then
   backend=wgpu   # whatever graphics API wgpu finds
   timeout 120 /tmp/train-fast --data "$data" --backend wgpu --bench 10 2>&1 | tee "$out/ours-fast-bench.txt"
 fi
-echo "$best" > /tmp/ours-binary; echo "$backend" > /tmp/ours-backend
+echo "== ours (the same, convolutions as im2col + matmul): step benchmark ($(left)s left)"
+timeout 120 /tmp/train-fast --data "$data" --backend "$backend" --conv im2col --bench 10 2>&1 | tee "$out/ours-im2col-bench.txt"
+step_ms() { grep -o '[0-9.]* ms/step' "$1" 2>/dev/null | head -1 | cut -d' ' -f1; }
+a=$(step_ms "$out/ours-fast-bench.txt"); b=$(step_ms "$out/ours-im2col-bench.txt")
+conv=burn
+if [ -n "$b" ] && { [ -z "$a" ] || python3 -c "import sys; sys.exit(0 if $b < $a else 1)"; }; then conv=im2col; fi
+echo "$best" > /tmp/ours-binary; echo "$backend" > /tmp/ours-backend; echo "$conv" > /tmp/ours-conv
+echo "faster convolution: $conv (burn ${a:-?} ms/step, im2col ${b:-?} ms/step)" | tee -a "$out/machine.txt"
 
 if [ "${BENCH_PYTORCH:-0}" = 1 ]; then
   echo "== pytorch: 24 epochs ($(left)s left)"
@@ -68,6 +76,6 @@ if [ "${BENCH_PYTORCH:-0}" = 1 ]; then
 fi
 
 rm -rf "$state"
-echo "== ours: the 24-epoch recipe on $backend, state saved each epoch ($(left)s left)"
-run_ours "$best" "$backend"
+echo "== ours: the 24-epoch recipe on $backend, --conv $conv, state saved each epoch ($(left)s left)"
+run_ours "$best" "$backend" --conv "$conv"
 echo "== done in $(( $(date +%s) - start ))s; if unfinished, call again at once: bash bench/gpu.sh resume"

@@ -8,6 +8,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
+use burn::tensor::ops::PadMode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// conv 3x3 (pad 1, no bias) -> BatchNorm -> ReLU.
 #[derive(Module, Debug)]
@@ -23,13 +25,60 @@ fn conv3x3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
         .init(device)
 }
 
+/// How the 3x3 convolutions are computed. burn's f32 convolution on wgpu without cooperative
+/// matrices runs a direct kernel; `Im2col` spells the same arithmetic as shifted copies of the
+/// input and one batched matrix product, so the forward and both backward passes become
+/// matmuls (9x the input's memory per layer, kept for the backward pass). A process-wide
+/// implementation choice, like the backend: weights, results and exports are the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    Burn,
+    Im2col,
+}
+
+static IM2COL: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the convolution algorithm for every model of this process.
+pub fn set_conv_algorithm(algorithm: ConvAlgorithm) {
+    IM2COL.store(algorithm == ConvAlgorithm::Im2col, Ordering::Relaxed);
+}
+
+/// The convolution algorithm in use.
+pub fn conv_algorithm() -> ConvAlgorithm {
+    if IM2COL.load(Ordering::Relaxed) { ConvAlgorithm::Im2col } else { ConvAlgorithm::Burn }
+}
+
+/// A 3x3, stride 1, pad 1, bias-free convolution as im2col + matmul: the 9 shifted views of the
+/// zero-padded input, laid out `[n, c_in * 9, h * w]` in the weight's `(c_in, ky, kx)` order,
+/// multiplied by the weight seen as `[c_out, c_in * 9]`.
+pub fn conv3x3_im2col(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let c_out = weight.dims()[0];
+    let padded = x.pad((1, 1, 1, 1), PadMode::Constant(0.0));
+    let shifted: Vec<Tensor<4>> = (0..9)
+        .map(|k| {
+            let (dy, dx) = (k / 3, k % 3);
+            padded.clone().slice([0..n, 0..c, dy..dy + h, dx..dx + w]).reshape([n, c, 1, h * w])
+        })
+        .collect();
+    let columns = Tensor::cat(shifted, 2).reshape([n, c * 9, h * w]);
+    weight.reshape([1, c_out, c * 9]).matmul(columns).reshape([n, c_out, h, w])
+}
+
+fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match conv_algorithm() {
+        ConvAlgorithm::Burn => conv.forward(x),
+        ConvAlgorithm::Im2col => conv3x3_im2col(x, conv.weight.val()),
+    }
+}
+
 impl ConvBn {
     pub fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
         Self { conv: conv3x3(c_in, c_out, device), bn: BatchNormConfig::new(c_out).init(device) }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        Relu::new().forward(self.bn.forward(self.conv.forward(x)))
+        Relu::new().forward(self.bn.forward(conv(&self.conv, x)))
     }
 }
 
@@ -51,7 +100,7 @@ impl ConvPoolBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        Relu::new().forward(self.bn.forward(self.pool.forward(self.conv.forward(x))))
+        Relu::new().forward(self.bn.forward(self.pool.forward(conv(&self.conv, x))))
     }
 }
 

@@ -464,3 +464,33 @@ fn step_benchmark_times_real_steps() {
     assert_eq!(synthetic.len(), 64);
     assert!(synthetic.labels.iter().all(|&l| l < 10));
 }
+
+#[test]
+fn im2col_convolution_matches_burns_conv2d_forward_and_backward() {
+    use cifar10_webgpu::model::conv3x3_im2col;
+    let device = Device::flex().autodiff();
+    let data = sample_data();
+    let norm = Normalization::from_split(&data.train);
+    let batch = augment::make_batch(&data.train, &[0, 1, 2], Augment::NONE, &norm, &mut augment::rng(0, 0));
+    let (x, _) = batch_tensors(batch, &device);
+    let conv = burn::nn::conv::Conv2dConfig::new([3, 5], [3, 3])
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(&device);
+    let x = x.require_grad();
+    let reference = conv.forward(x.clone());
+    let ours = conv3x3_im2col(x.clone(), conv.weight.val());
+    assert_eq!(ours.dims(), [3, 5, 32, 32]);
+    let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
+        let diff = (a.clone() - b).abs().max().into_scalar::<f32>();
+        let scale = a.abs().max().into_scalar::<f32>();
+        assert!(diff <= 1e-4 * scale.max(1.0), "{what}: max difference {diff} (scale {scale})");
+    };
+    close(reference.clone(), ours.clone(), "output");
+    // The same loss through either path gives the same gradients for input and weight.
+    let upstream = Tensor::<4>::random([3, 5, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let g_ref = (reference * upstream.clone()).sum().backward();
+    let g_ours = (ours * upstream).sum().backward();
+    close(x.grad(&g_ref).unwrap(), x.grad(&g_ours).unwrap(), "input gradient");
+    close(conv.weight.val().grad(&g_ref).unwrap(), conv.weight.val().grad(&g_ours).unwrap(), "weight gradient");
+}

@@ -10,6 +10,7 @@ use cifar10_webgpu::config::TrainConfig;
 use cifar10_webgpu::data;
 use cifar10_webgpu::lr_finder::{find_lr, LrFinderConfig};
 use cifar10_webgpu::metrics::EpochStats;
+use cifar10_webgpu::model::{conv_algorithm, set_conv_algorithm, ConvAlgorithm};
 use cifar10_webgpu::train::{Control, Event, Host, TrainError, Trainer};
 use cifar10_webgpu::weights;
 
@@ -20,7 +21,8 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--gpu-memory]  (query nvidia-smi after each epoch)
   [--max-minutes M]  (stop after the epoch that crosses M minutes)
   [--save-state DIR]  (after every epoch: weights, momentum and position, for --resume)
-  [--resume DIR]  (go on from a saved state; the recipe comes from it)";
+  [--resume DIR]  (go on from a saved state; the recipe comes from it)
+  [--conv burn|im2col]  (how the 3x3 convolutions are computed; same results)";
 
 /// Flags that set the recipe, which a resumed run must not change.
 const RECIPE_FLAGS: [&str; 11] = [
@@ -83,6 +85,11 @@ fn parse_args() -> Result<Args, String> {
             "--max-minutes" => max_minutes = Some(num(&a, it.next())?),
             "--save-state" => save_state = Some(it.next().map(PathBuf::from).ok_or("--save-state needs a folder")?),
             "--resume" => resume = Some(it.next().map(PathBuf::from).ok_or("--resume needs a folder")?),
+            "--conv" => match it.next().as_deref() {
+                Some("burn") => set_conv_algorithm(ConvAlgorithm::Burn),
+                Some("im2col") => set_conv_algorithm(ConvAlgorithm::Im2col),
+                _ => return Err("--conv takes burn or im2col".into()),
+            },
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -227,8 +234,9 @@ fn run() -> Result<(), String> {
         let r = pollster::block_on(bench_steps(&args.config, &data.train, &device, 3, steps, &mut host))
             .map_err(|e| e.to_string())?;
         println!(
-            "bench backend={} {} (batch preparation {:.1} ms/step)",
+            "bench backend={} conv={:?} {} (batch preparation {:.1} ms/step)",
             args.backend,
+            conv_algorithm(),
             r.summary(),
             r.prep_ms_per_step
         );
