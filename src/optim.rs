@@ -27,8 +27,8 @@ pub struct Velocity<const D: usize> {
 
 impl<const D: usize> RecordState for Velocity<D> {
     fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
-        // Only used when saving optimiser state to a file, which this app does not do (a sync
-        // read is fine natively and never reached in the browser).
+        // Only reached by `train --save-state` (resume.rs), which is native: a sync read is fine
+        // there and never happens in the browser.
         out.push_tensor(prefix, "velocity", self.velocity.clone().into_data());
     }
 
