@@ -41,6 +41,6 @@ CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDG
 step "3/3 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server, chromedriver)"
 dist="$root/target/e2e-dist"
 CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/
-E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1
+E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1 --nocapture
 echo "screenshot of the dashboard: target/dashboard.png"
 step "all tests passed"
