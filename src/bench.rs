@@ -30,6 +30,8 @@ pub struct StepBench {
     pub images_per_sec: f64,
     /// Host time spent building batches (crop, flip, cutout, normalise), ms per step.
     pub prep_ms_per_step: f64,
+    /// How the convolutions were computed.
+    pub conv: String,
     /// Whether the images were random bytes (no data set loaded).
     pub synthetic: bool,
 }
@@ -38,11 +40,12 @@ impl StepBench {
     /// One line, the same in the CLI and the page.
     pub fn summary(&self) -> String {
         format!(
-            "{:.1} ms/step · {:.prec$} images/s · width {} · batch {} · {} steps after {} warm-up ({:.1} s){}",
+            "{:.1} ms/step · {:.prec$} images/s · width {} · batch {} · conv {} · {} steps after {} warm-up ({:.1} s){}",
             self.ms_per_step,
             self.images_per_sec,
             self.width,
             self.batch,
+            self.conv,
             self.steps,
             self.warmup_steps,
             self.warmup_ms / 1000.0,
@@ -127,6 +130,7 @@ pub async fn bench_steps<H: Host>(
         ms_per_step: elapsed / steps as f64,
         images_per_sec: (steps * config.batch_size) as f64 / (elapsed / 1000.0),
         prep_ms_per_step: prep_ms / steps as f64,
+        conv: format!("{:?}", crate::model::conv_algorithm()).to_lowercase(),
         synthetic: false,
     })
 }

@@ -145,11 +145,17 @@ impl ConvPoolBn {
     }
 }
 
-/// Bytes of the largest activation of a training step: the first layer1 convolution's output,
-/// `batch x c1 x 32 x 32` floats, before pooling. Checked against the adapter's
+/// Bytes of the largest buffer of a training step: the first layer1 convolution's output,
+/// `batch x c1 x 32 x 32` floats, before pooling; with im2col convolutions, that layer's
+/// column matrix, `batch x (c0 x 9) x 32 x 32`. Checked against the adapter's
 /// `maxStorageBufferBindingSize` before training.
 pub fn largest_activation_bytes(batch: usize, width: f64) -> u64 {
-    batch as u64 * channels(width)[1] as u64 * 32 * 32 * 4
+    let [c0, c1, _, _] = channels(width);
+    let per_pixel = match conv_algorithm() {
+        ConvAlgorithm::Burn => c1,
+        ConvAlgorithm::Im2col => c1.max(c0 * 9),
+    };
+    batch as u64 * per_pixel as u64 * 32 * 32 * 4
 }
 
 /// The largest batch whose activations fit in one storage binding of `limit` bytes.

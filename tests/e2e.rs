@@ -254,8 +254,16 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     assert!(result.contains("ms/step") && result.contains("synthetic images"), "{result}");
     let ms: f64 = result.split(" ms/step").next().and_then(|x| x.trim().parse().ok()).unwrap_or(f64::NAN);
     assert!(ms > 0.0, "{result}");
+    assert!(result.contains("conv burn"), "{result}");
     // Idle again: the other GPU actions are available.
     assert_eq!(text(c, "train-phase").await, "Idle");
+    // `?conv=im2col` switches the page's convolutions to matmuls: same benchmark, other kernels.
+    c.goto(&format!("{}{SUB_PATH}?{query}&conv=im2col&bench_steps=2", site.base)).await.unwrap();
+    wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    click(c, "bench-run").await;
+    let im2col = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
+    println!("BENCH page step benchmark ({query}&conv=im2col&bench_steps=2): {im2col}");
+    assert!(im2col.contains("ms/step") && im2col.contains("conv im2col"), "{im2col}");
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     c.clone().close().await.unwrap();

@@ -172,12 +172,17 @@ fn check_limits(ui: Ui, config: &TrainConfig, limit: u64) -> bool {
             true,
             format!(
                 "Batch {} needs a {} MiB buffer but this GPU allows {} MiB per binding \
-                 (maxStorageBufferBindingSize). The largest batch that fits at width {} is {}.",
+                 (maxStorageBufferBindingSize). The largest batch that fits at width {} is {}{}.",
                 config.batch_size,
                 need >> 20,
                 limit >> 20,
                 config.width,
-                max_batch_for(limit, config.width)
+                max_batch_for(limit, config.width),
+                if crate::model::conv_algorithm() == crate::model::ConvAlgorithm::Im2col {
+                    " with im2col convolutions (?conv=im2col needs 4.5x the memory)"
+                } else {
+                    ""
+                }
             ),
         );
         return false;

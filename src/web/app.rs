@@ -50,6 +50,13 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
                     ui.lr_steps.set(n.clamp(10, 1000));
                 }
             }
+            // An implementation choice, not a recipe setting: `?conv=im2col` lets a shared
+            // link compare it with burn's convolution on the visitor's GPU.
+            "conv" => crate::model::set_conv_algorithm(if v == "im2col" {
+                crate::model::ConvAlgorithm::Im2col
+            } else {
+                crate::model::ConvAlgorithm::Burn
+            }),
             "bench_steps" => {
                 if let Ok(n) = v.parse::<usize>() {
                     ui.bench_steps.set(n.clamp(1, 500));

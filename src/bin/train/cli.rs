@@ -10,7 +10,7 @@ use cifar10_webgpu::config::TrainConfig;
 use cifar10_webgpu::data;
 use cifar10_webgpu::lr_finder::{find_lr, LrFinderConfig};
 use cifar10_webgpu::metrics::EpochStats;
-use cifar10_webgpu::model::{conv_algorithm, set_conv_algorithm, ConvAlgorithm};
+use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
 use cifar10_webgpu::train::{Control, Event, Host, TrainError, Trainer};
 use cifar10_webgpu::weights;
 
@@ -234,9 +234,8 @@ fn run() -> Result<(), String> {
         let r = pollster::block_on(bench_steps(&args.config, &data.train, &device, 3, steps, &mut host))
             .map_err(|e| e.to_string())?;
         println!(
-            "bench backend={} conv={:?} {} (batch preparation {:.1} ms/step)",
+            "bench backend={} {} (batch preparation {:.1} ms/step)",
             args.backend,
-            conv_algorithm(),
             r.summary(),
             r.prep_ms_per_step
         );
