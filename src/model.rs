@@ -3,7 +3,8 @@
 //! Field names mirror a PyTorch `nn.Sequential` layout so the `.safetensors` export can use
 //! PyTorch names (see `weights.rs` and the README).
 
-use burn::module::{Module, ModuleVisitor, Param, RunningState};
+use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
+use std::collections::BTreeMap;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
@@ -209,10 +210,10 @@ impl ResNet9 {
     }
 }
 
-/// Collects `(path, tensor)` for every float tensor, running statistics included.
-pub struct NamedTensors {
+/// Calls `f(path, id, tensor)` for every float tensor, running statistics included.
+struct PathVisitor<F: FnMut(String, ParamId, TensorAny)> {
     path: Vec<String>,
-    pub tensors: Vec<(String, TensorAny)>,
+    f: F,
 }
 
 /// A float tensor of any rank used by the weight export.
@@ -252,7 +253,7 @@ impl TensorAny {
     }
 }
 
-impl ModuleVisitor for NamedTensors {
+impl<F: FnMut(String, ParamId, TensorAny)> ModuleVisitor for PathVisitor<F> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -278,15 +279,24 @@ impl ModuleVisitor for NamedTensors {
                 TensorAny::R4(t.reshape([d[0], d[1], d[2], d[3]]))
             }
         };
-        self.tensors.push((name, any));
+        (self.f)(name, param.id, any);
     }
 }
 
 /// Every float tensor of a module with its path, in visiting order.
 pub fn named_tensors<M: Module>(module: &M) -> Vec<(String, TensorAny)> {
-    let mut v = NamedTensors { path: Vec::new(), tensors: Vec::new() };
-    module.visit(&mut v);
-    v.tensors
+    let mut tensors = Vec::new();
+    module.visit(&mut PathVisitor { path: Vec::new(), f: |name, _, t| tensors.push((name, t)) });
+    tensors
+}
+
+/// Every parameter's id by path (a resumed optimiser finds its momentum by id).
+pub fn param_ids<M: Module>(module: &M) -> BTreeMap<String, u64> {
+    let mut ids = BTreeMap::new();
+    module.visit(&mut PathVisitor { path: Vec::new(), f: |name, id: ParamId, _| {
+        ids.insert(name, id.val());
+    } });
+    ids
 }
 
 /// Whether every parameter and running statistic is finite: one scalar read.

@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::prelude::*;
+use burn::module::ParamId;
+use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data::Cifar10;
 use crate::metrics::RunLog;
+use crate::model::param_ids;
 use crate::train::Trainer;
 use crate::weights::{self, Snapshot};
 
@@ -33,29 +34,6 @@ pub struct RunState {
     /// The optimiser keys its momentum by parameter id: the resumed model gets the same ids.
     pub param_ids: BTreeMap<String, u64>,
     pub log: RunLog,
-}
-
-struct ParamIds {
-    path: Vec<String>,
-    ids: BTreeMap<String, u64>,
-}
-
-impl ModuleVisitor for ParamIds {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.ids.insert(self.path.join("."), param.id.val());
-    }
-}
-
-fn param_ids<M: Module>(module: &M) -> BTreeMap<String, u64> {
-    let mut v = ParamIds { path: Vec::new(), ids: BTreeMap::new() };
-    module.visit(&mut v);
-    v.ids
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> String {
