@@ -3,14 +3,15 @@
 //! Field names mirror a PyTorch `nn.Sequential` layout so the `.safetensors` export can use
 //! PyTorch names (see `weights.rs` and the README).
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// conv 3x3 (pad 1, no bias) -> BatchNorm -> ReLU.
 #[derive(Module, Debug)]

@@ -86,7 +86,11 @@ impl Trainer {
     /// same data. The recipe comes from the state, never from the caller.
     pub fn resume(dir: &Path, data: &Cifar10, device: &Device) -> Result<Self, String> {
         // A save interrupted between its two renames leaves only the previous state.
-        let dir = if dir.join(STATE_FILE).exists() { dir.to_path_buf() } else { sibling(dir, ".old") };
+        let dir = match (dir.join(STATE_FILE).exists(), sibling(dir, ".old")) {
+            (true, _) => dir.to_path_buf(),
+            (false, old) if old.join(STATE_FILE).exists() => old,
+            _ => return Err(format!("{}: no saved training state there (train --save-state writes one)", dir.display())),
+        };
         let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| io(&dir.join(name), e));
         let state: RunState = serde_json::from_slice(&read(STATE_FILE)?)
             .map_err(|e| format!("{}: not a saved training state ({e})", dir.join(STATE_FILE).display()))?;

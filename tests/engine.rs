@@ -440,6 +440,8 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_unbroken_one() {
     let err = Trainer::resume(&dir, &data, &device).err().unwrap();
     assert!(err.contains("not a saved training state"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+    let err = Trainer::resume(&dir, &data, &device).err().unwrap();
+    assert!(err.contains("no saved training state"), "{err}");
 }
 
 #[test]
