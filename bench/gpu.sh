@@ -37,9 +37,9 @@ cat "$out/machine.txt"
 data=/tmp/cifar10/cifar-10-batches-bin
 [ -d "$data" ] || python3 .bench/unpack.py .bench/cifar10-jpeg.pack /tmp/cifar10 > /dev/null
 
-run_ours() {  # binary backend [extra args]: the recipe, state saved after every epoch
-  local bin=$1 backend=$2; shift 2
-  timeout $(( $(left) > 30 ? $(left) : 30 )) "$bin" --data "$data" --backend "$backend" --gpu-memory \
+run_ours() {  # backend [extra args]: the recipe, state saved after every epoch
+  local backend=$1; shift
+  timeout $(( $(left) > 30 ? $(left) : 30 )) /tmp/train-fast --data "$data" --backend "$backend" --gpu-memory \
     --max-minutes "$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")" --save-state "$state" \
     --out "$out/ours" "$@" 2>&1 | tee -a "$out/ours.txt"
   cp "$out/ours/metrics.csv" "$out/ours-metrics.csv" 2>/dev/null
@@ -48,14 +48,14 @@ run_ours() {  # binary backend [extra args]: the recipe, state saved after every
 
 if [ "$mode" = resume ]; then
   [ -f "$state/state.json" ] || { echo "no saved state in $state (a fresh machine?): run without 'resume'"; exit 1; }
-  bin=$(cat /tmp/ours-binary) backend=$(cat /tmp/ours-backend) conv=$(cat /tmp/ours-conv)
-  echo "== ours: resuming $bin --backend $backend --conv $conv from $state ($(left)s left)"
-  run_ours "$bin" "$backend" --conv "$conv" --resume "$state"
+  backend=$(cat /tmp/ours-backend) conv=$(cat /tmp/ours-conv)
+  echo "== ours: resuming --backend $backend --conv $conv from $state ($(left)s left)"
+  run_ours "$backend" --conv "$conv" --resume "$state"
   echo "== done in $(( $(date +%s) - start ))s"
   exit 0
 fi
 
-best=/tmp/train-fast backend=vulkan
+backend=vulkan
 echo "== ours (wgpu/Vulkan + fusion + autotune): step benchmark ($(left)s left)"
 timeout 120 /tmp/train-fast --data "$data" --backend vulkan --bench 10 2>&1 | tee "$out/ours-fast-bench.txt"
 if grep -q "init failed" "$out/ours-fast-bench.txt"; then
@@ -68,7 +68,7 @@ step_ms() { grep -o '[0-9.]* ms/step' "$1" 2>/dev/null | head -1 | cut -d' ' -f1
 a=$(step_ms "$out/ours-fast-bench.txt"); b=$(step_ms "$out/ours-im2col-bench.txt")
 conv=burn
 if [ -n "$b" ] && { [ -z "$a" ] || python3 -c "import sys; sys.exit(0 if $b < $a else 1)"; }; then conv=im2col; fi
-echo "$best" > /tmp/ours-binary; echo "$backend" > /tmp/ours-backend; echo "$conv" > /tmp/ours-conv
+echo "$backend" > /tmp/ours-backend; echo "$conv" > /tmp/ours-conv
 echo "faster convolution: $conv (burn ${a:-?} ms/step, im2col ${b:-?} ms/step)" | tee -a "$out/machine.txt"
 
 if [ "${BENCH_PYTORCH:-0}" = 1 ]; then
@@ -87,5 +87,5 @@ avail = $(left) - 70 + ${BENCH_SECOND_CALL_S:-0} - (50 if ${BENCH_SECOND_CALL_S:
 print(max(1, min(24, int((avail - 50) / epoch_s))))")
 rm -rf "$state"
 echo "== ours: the recipe over $epochs epochs on $backend, --conv $conv, state saved each epoch ($(left)s left)"
-run_ours "$best" "$backend" --conv "$conv" --epochs "$epochs"
+run_ours "$backend" --conv "$conv" --epochs "$epochs"
 echo "== done in $(( $(date +%s) - start ))s; if unfinished, call again at once: bash bench/gpu.sh resume"

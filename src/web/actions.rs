@@ -145,23 +145,30 @@ pub fn form_config(ui: Ui) -> Option<TrainConfig> {
     if errors.is_empty() { Some(config) } else { None }
 }
 
-/// What training needs: GPU, data and a valid form; else a message.
-fn ready(ui: Ui) -> Option<(TrainConfig, Device, Rc<Cifar10>, u64)> {
-    let config = form_config(ui).or_else(|| {
+/// What every GPU action needs: a valid form, a WebGPU device and a batch whose buffers fit
+/// it; else a message.
+fn gpu_ready(ui: Ui) -> Option<(TrainConfig, Device)> {
+    let Some(config) = form_config(ui) else {
         ui.say(true, "Fix the highlighted settings first.");
-        None
-    })?;
+        return None;
+    };
     let Some((device, limit)) =
         with_engine(|e| e.gpu.as_ref().map(|g| (g.device.clone(), g.max_storage_buffer_binding_size)))
     else {
-        ui.say(true, "WebGPU is not available, so training cannot start (see the status above).");
+        ui.say(true, "WebGPU is not available, so nothing can run on the GPU (see the status above).");
         return None;
     };
+    check_limits(ui, &config, limit).then_some((config, device))
+}
+
+/// Training and the LR finder need the data too.
+fn ready(ui: Ui) -> Option<(TrainConfig, Device, Rc<Cifar10>)> {
+    let (config, device) = gpu_ready(ui)?;
     let Some(data) = with_engine(|e| e.data.clone()) else {
         ui.say(true, "Load CIFAR-10 first.");
         return None;
     };
-    Some((config, device, data, limit))
+    Some((config, device, data))
 }
 
 /// Refuses a batch whose largest activation exceeds the adapter's storage-binding limit.
@@ -195,10 +202,7 @@ pub fn start_training(ui: Ui) {
     if ui.busy() {
         return;
     }
-    let Some((config, device, data, limit)) = ready(ui) else { return };
-    if !check_limits(ui, &config, limit) {
-        return;
-    }
+    let Some((config, device, data)) = ready(ui) else { return };
     let mut trainer = match Trainer::new(config.clone(), &data, &device) {
         Ok(t) => t,
         Err(e) => return ui.say(true, e.to_string()),
@@ -274,17 +278,7 @@ pub fn run_benchmark(ui: Ui) {
     if ui.busy() {
         return;
     }
-    let Some(config) = form_config(ui) else {
-        return ui.say(true, "Fix the highlighted settings first.");
-    };
-    let Some((device, limit)) =
-        with_engine(|e| e.gpu.as_ref().map(|g| (g.device.clone(), g.max_storage_buffer_binding_size)))
-    else {
-        return ui.say(true, "WebGPU is not available, so nothing can be measured (see the status above).");
-    };
-    if !check_limits(ui, &config, limit) {
-        return;
-    }
+    let Some((config, device)) = gpu_ready(ui) else { return };
     let data = with_engine(|e| e.data.clone());
     let steps = ui.bench_steps.get_untracked();
     control().set(Control::Run);
@@ -320,10 +314,7 @@ pub fn run_lr_finder(ui: Ui) {
     if ui.busy() {
         return;
     }
-    let Some((config, device, data, limit)) = ready(ui) else { return };
-    if !check_limits(ui, &config, limit) {
-        return;
-    }
+    let Some((config, device, data)) = ready(ui) else { return };
     control().set(Control::Run);
     ui.lr_points.set(Vec::new());
     ui.lr_suggestion.set(None);
