@@ -129,7 +129,7 @@ pub fn augment_into(
 }
 
 /// A batch ready for upload: `[n, 3, 32, 32]` floats and `n` labels.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<i64>,
