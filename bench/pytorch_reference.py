@@ -7,7 +7,9 @@ One-Cycle (linear, peak at epoch 5 of 24, momentum 0.95 -> 0.85 -> 0.95), SGD Ne
 the reflect-padded image, flip, cutout 8x8 after normalisation; fp32 with TF32 off.
 
 usage: pytorch_reference.py DATA_DIR [--epochs 24] [--max-lr 0.4] [--json out.json]
+                            [--width 1.0] [--seed 0] [--device cuda|cpu] [--threads N]
 DATA_DIR holds data_batch_{1..5}.bin and test_batch.bin (the official binary layout).
+On CPU (`--device cpu`) it is the reference of the quiet proxy of bench/parity.sh.
 """
 import argparse
 import json
@@ -40,17 +42,23 @@ def conv_pool_bn(c_in, c_out):
     )
 
 
+def channels(width):
+    """Channel counts of prep, layer1, layer2, layer3 at a width multiplier (as src/model.rs)."""
+    return [max(1, int(c * width + 0.5)) for c in (64, 128, 256, 512)]
+
+
 class ResNet9(nn.Module):
-    def __init__(self):
+    def __init__(self, width=1.0):
         super().__init__()
-        self.prep = conv_bn(3, 64)
-        self.layer1 = conv_pool_bn(64, 128)
-        self.res1 = nn.Sequential(conv_bn(128, 128), conv_bn(128, 128))
-        self.layer2 = conv_pool_bn(128, 256)
-        self.layer3 = conv_pool_bn(256, 512)
-        self.res2 = nn.Sequential(conv_bn(512, 512), conv_bn(512, 512))
+        c0, c1, c2, c3 = channels(width)
+        self.prep = conv_bn(3, c0)
+        self.layer1 = conv_pool_bn(c0, c1)
+        self.res1 = nn.Sequential(conv_bn(c1, c1), conv_bn(c1, c1))
+        self.layer2 = conv_pool_bn(c1, c2)
+        self.layer3 = conv_pool_bn(c2, c3)
+        self.res2 = nn.Sequential(conv_bn(c3, c3), conv_bn(c3, c3))
         self.pool = nn.MaxPool2d(4)
-        self.fc = nn.Linear(512, 10)
+        self.fc = nn.Linear(c3, 10)
 
     def forward(self, x):
         x = self.prep(x)
@@ -93,13 +101,21 @@ def main():
     ap.add_argument("--peak-epoch", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(args.seed)
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    dev_name = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     gen = torch.Generator(device=dev)
     gen.manual_seed(args.seed)
 
@@ -112,7 +128,7 @@ def main():
     xte = ((torch.tensor(xte, device=dev).float() - mean) / std)
     yte = torch.tensor(yte, device=dev)
 
-    model = ResNet9().to(dev).to(memory_format=torch.channels_last)
+    model = ResNet9(args.width).to(dev).to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
     steps_per_epoch = len(ytr) // args.batch
     total = steps_per_epoch * args.epochs
@@ -123,13 +139,14 @@ def main():
         cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
     )
     loss_fn = nn.CrossEntropyLoss()
-    print(f"pytorch {torch.__version__} on {torch.cuda.get_device_name()}, params {params}, {steps_per_epoch} steps/epoch, max lr {args.max_lr}")
+    print(f"pytorch {torch.__version__} on {dev_name}, width {args.width}, seed {args.seed}, params {params}, {steps_per_epoch} steps/epoch, max lr {args.max_lr}")
     print("epoch        lr  train time  train loss  train acc  test time  test loss  test acc  total time     img/s  gpu_mem_mib")
-    log = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "params": params, "max_lr": args.max_lr, "epochs": []}
+    log = {"device": dev_name, "torch": torch.__version__, "params": params, "max_lr": args.max_lr, "width": args.width,
+           "seed": args.seed, "epochs": []}
     total_time = 0.0
     for epoch in range(args.epochs):
         model.train()
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         order = torch.randperm(len(ytr), device=dev, generator=gen)
         loss_sum = torch.zeros((), device=dev)
@@ -146,7 +163,7 @@ def main():
             sched.step()
             loss_sum += loss.detach() * len(idx)
             correct += (out.argmax(1) == y).sum()
-        torch.cuda.synchronize()
+        sync()
         train_time = time.perf_counter() - t0
         n = steps_per_epoch * args.batch
         model.eval()
@@ -164,7 +181,7 @@ def main():
             "epoch": epoch + 1, "lr": sched.get_last_lr()[0], "train_time_s": train_time,
             "train_loss": (loss_sum / n).item(), "train_acc": (correct / n).item(), "test_time_s": test_time,
             "test_loss": test_loss / len(yte), "test_acc": test_correct / len(yte), "total_time_s": total_time,
-            "images_per_sec": n / train_time, "gpu_mem_mib": torch.cuda.max_memory_allocated() / 2**20,
+            "images_per_sec": n / train_time, "gpu_mem_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
         }
         log["epochs"].append(row)
         print(f"{row['epoch']:>5} {row['lr']:>9.4f} {train_time:>11.2f} {row['train_loss']:>11.4f} {row['train_acc']:>10.4f} "

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds and serves the app with `trunk serve` on http://127.0.0.1:8080/ . Installs what it
+# Builds and serves the app with `trunk serve` on http://127.0.0.1:8080/ ($PORT to change it),
+# rebuilding and reloading the page when src/, static/ or index.html change. Installs what it
 # needs, and puts CIFAR-10 under data/ (git-ignored) so the page can load it by URL:
 #   CIFAR10_TARBALL=/path/cifar-10-binary.tar.gz scripts/serve.sh   # use a local tarball
 #   scripts/serve.sh                                              # download the official one
+# The build is cargo's release profile: the debug wasm spends ~330 ms more CPU per training
+# step (BENCHMARKS.md), which on a real GPU would be the bottleneck. It shares its cache
+# with scripts/build-release.sh (and the tests), so only the first build is slow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -24,7 +28,9 @@ if [ ! -f data/cifar-10-batches-bin/test_batch.bin ]; then
   fi
   tar -xzf "$tarball" -C data
 fi
+port=${PORT:-8080}
 echo
-echo "  Open http://127.0.0.1:8080/ in Chrome or Edge (WebGPU), then: Load from URL -> Train."
+echo "  Open http://127.0.0.1:$port/ in Chrome or Edge (WebGPU), then: Load from URL -> Train."
+echo "  (The first build takes about 10 minutes on 2 cores; later ones reuse the cache.)"
 echo
-exec trunk serve --address 127.0.0.1 --port 8080
+exec trunk serve --release --address 127.0.0.1 --port "$port"

@@ -138,18 +138,31 @@ impl Trainer {
         let model = ResNet9::new(config.width, &device);
         let n_train = config.train_subset.map_or(data.train.len(), |n| n.min(data.train.len()));
         let steps_per_epoch = augment::steps_per_epoch(n_train, config.batch_size);
+        let norm = Normalization::from_split(&data.train);
+        Ok(Self::with_model(config, model, &device, steps_per_epoch, norm))
+    }
+
+    /// A trainer for a given model, before its first step (the PyTorch fixture test starts
+    /// from PyTorch's initial weights this way). `model` must live on `device.autodiff()`.
+    pub fn with_model(
+        config: TrainConfig,
+        model: ResNet9,
+        device: &Device,
+        steps_per_epoch: usize,
+        norm: Normalization,
+    ) -> Self {
+        let device = device.clone().autodiff();
         let mut schedule =
             OneCycle::recipe(config.epochs, steps_per_epoch, config.max_lr, config.peak_epoch);
         schedule.base_momentum = config.base_momentum;
         schedule.max_momentum = config.max_momentum;
         let (optim, momentum) = NesterovSgd::init(config.max_momentum, config.weight_decay);
-        let norm = Normalization::from_split(&data.train);
         let log = RunLog {
             config: serde_json::to_value(&config).unwrap_or_default(),
             parameters: trainable_params(&model),
             ..Default::default()
         };
-        Ok(Self {
+        Self {
             last_good: model.checkpoint(),
             model,
             optim,
@@ -164,7 +177,29 @@ impl Trainer {
             elapsed_ms: 0.0,
             config,
             device,
-        })
+        }
+    }
+
+    /// One optimiser step of the recipe on a batch already on the device, at the schedule's
+    /// LR and momentum for `self.step`: forward in training mode (BatchNorm on batch
+    /// statistics, running statistics updated), mean cross-entropy, backward, Nesterov SGD.
+    /// Returns the loss and the detached logits, still on the device, and the LR used.
+    pub fn train_step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<2>, f64, f64) {
+        let logits = self.model.forward(images);
+        let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits.clone(), labels);
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let (lr, momentum) = self.apply_gradients(grads);
+        (loss.detach(), logits.detach(), lr, momentum)
+    }
+
+    /// The optimiser half of [`Trainer::train_step`]: Nesterov SGD with the schedule's LR and
+    /// momentum for `self.step`, then the step counter moves on. Returns (LR, momentum) used.
+    pub fn apply_gradients(&mut self, grads: GradientsParams) -> (f64, f64) {
+        let (lr, momentum) = self.schedule.at(self.step);
+        self.momentum.set(momentum);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.step += 1;
+        (lr, momentum)
     }
 
     /// Whether all epochs are done.
@@ -222,7 +257,6 @@ impl Trainer {
         let aug = Augment { crop: true, flip: true, cutout: cfg.cutout };
         let batches = augment::epoch_batches(data.train.len(), cfg.batch_size, cfg.seed, self.epoch);
         let mut rng = augment::rng(cfg.seed, 2_000 + self.epoch as u64);
-        let loss_fn = CrossEntropyLossConfig::new().init(&self.device);
 
         let epoch_start = host.now_ms();
         let mut window_start = epoch_start;
@@ -241,18 +275,11 @@ impl Trainer {
             let batch = augment::make_batch(&data.train, indices, aug, &self.norm, &mut rng);
             let batch_len = batch.len();
             let (images, labels) = batch_tensors(batch, &self.device);
-            let (step_lr, momentum) = self.schedule.at(self.step);
+            let (loss, logits, step_lr, momentum) = self.train_step(images, labels.clone());
             lr = step_lr;
-            self.momentum.set(momentum);
+            let correct = logits.argmax(1).reshape([batch_len]).equal(labels).float().sum();
 
-            let logits = self.model.forward(images);
-            let loss = loss_fn.forward(logits.clone(), labels.clone());
-            let correct = logits.detach().argmax(1).reshape([batch_len]).equal(labels).float().sum();
-            let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-            self.model = self.optim.step(lr, self.model.clone(), grads);
-            self.step += 1;
-
-            let stats = Tensor::cat(vec![loss.detach().mul_scalar(batch_len as f64), correct], 0);
+            let stats = Tensor::cat(vec![loss.mul_scalar(batch_len as f64), correct], 0);
             stats_acc = Some(match stats_acc.take() {
                 Some(acc) => acc + stats,
                 None => stats,

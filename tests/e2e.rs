@@ -69,8 +69,6 @@ async fn open(name: &str) -> Site {
     std::fs::create_dir_all(&root).unwrap();
     std::os::unix::fs::symlink(dist_dir(), root.join(SUB_PATH.trim_matches('/'))).unwrap();
     std::os::unix::fs::symlink(common::sample_dir(), root.join("samples")).unwrap();
-    let downloads = root.join("downloads");
-    std::fs::create_dir_all(&downloads).unwrap();
 
     let port = free_port();
     let server = Killer(
@@ -82,6 +80,23 @@ async fn open(name: &str) -> Site {
             .spawn()
             .expect("python3 http.server"),
     );
+    wait_port(port);
+    let (client, driver, downloads) = browser(&root).await;
+    Site {
+        client,
+        base: format!("http://127.0.0.1:{port}"),
+        downloads,
+        _server: server,
+        _driver: driver,
+        _root: root,
+    }
+}
+
+/// chromedriver and a headless Chromium session with WebGPU (SwiftShader here), downloading
+/// into `root/downloads`.
+async fn browser(root: &Path) -> (Client, Killer, PathBuf) {
+    let downloads = root.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
     let driver_port = free_port();
     let driver = Killer(
         Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
@@ -91,7 +106,6 @@ async fn open(name: &str) -> Site {
             .spawn()
             .expect("chromedriver (scripts/setup.sh installs it)"),
     );
-    wait_port(port);
     wait_port(driver_port);
 
     let profile = root.join("profile");
@@ -121,14 +135,7 @@ async fn open(name: &str) -> Site {
         .connect(&format!("http://127.0.0.1:{driver_port}"))
         .await
         .expect("connect to chromedriver");
-    Site {
-        client,
-        base: format!("http://127.0.0.1:{port}"),
-        downloads,
-        _server: server,
-        _driver: driver,
-        _root: root,
-    }
+    (client, driver, downloads)
 }
 
 /// chromedriver's browser-log endpoint (not in the W3C protocol, so not in fantoccini's API).
@@ -367,8 +374,73 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     // Import the weights just exported, then classify a real test image.
     let bpk_path = site.downloads.join("resnet9-cifar10.bpk");
     c.find(Locator::Css("[data-testid='import-weights']")).await.unwrap().send_keys(&bpk_path.display().to_string()).await.unwrap();
-    wait_text(c, "train-message", 60, |t| t.contains("Loaded weights")).await;
+    // The message appears in the Weights card, where the user acted.
+    wait_text(c, "weights-message", 60, |t| t.contains("Loaded weights")).await;
+    assert!(!text(c, "train-message").await.contains("Loaded weights"));
+    // A broken file: the error is shown in the same card, and the loaded weights stay.
+    let junk = site.downloads.join("junk.safetensors");
+    std::fs::write(&junk, b"not weights at all").unwrap();
+    c.find(Locator::Css("[data-testid='import-weights']")).await.unwrap().send_keys(&junk.display().to_string()).await.unwrap();
+    let err = wait_text(c, "weights-message", 60, |t| t.contains("junk.safetensors")).await;
+    assert!(err.contains("not a weights file"), "{err}");
+    assert!(text(c, "panic").await.is_empty());
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     c.clone().close().await.unwrap();
+}
+
+/// The README's run command, `scripts/serve.sh`, started by `scripts/test.sh` from a fresh
+/// `git clone` (so no untracked local folder can hide a missing step) with `SERVE_URL`,
+/// `SERVE_PID` and `SERVE_LOG` set: the page it serves finds WebGPU and loads the full data
+/// set by URL. Fails at once, with the command's output, if the command exits.
+#[tokio::test(flavor = "current_thread")]
+async fn serve_command_serves_the_app_from_a_fresh_clone() {
+    let url = std::env::var("SERVE_URL").expect("SERVE_URL: run through scripts/test.sh, which starts scripts/serve.sh");
+    let pid = std::env::var("SERVE_PID").expect("SERVE_PID");
+    let log = PathBuf::from(std::env::var("SERVE_LOG").expect("SERVE_LOG"));
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    let show_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // First start: the optimised build (cached by the tests before) and the data under data/.
+    let start = Instant::now();
+    loop {
+        assert!(alive(), "scripts/serve.sh exited before serving the page:\n{}", show_log());
+        let ready = reqwest_like_get(&url).map(|body| body.contains("cifar10-webgpu") && body.contains(".wasm")).unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1800), "no page at {url} after 30 min:\n{}", show_log());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!("BENCH scripts/serve.sh served the page after {:.0} s", start.elapsed().as_secs_f64());
+    let log_text = show_log();
+    assert!(log_text.contains("release"), "serve.sh must serve an optimised (release) build:\n{log_text}");
+
+    let root = std::env::temp_dir().join(format!("cifar10-e2e-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (client, _driver, _) = browser(&root).await;
+    let c = &client;
+    c.goto(&url).await.unwrap();
+    let status = wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready") || t.contains("failed") || t.contains("not available")).await;
+    assert!(status.contains("WebGPU ready"), "{status}");
+    click(c, "data-load-url").await;
+    let t = Instant::now();
+    let data = wait_text(c, "data-status", 600, |t| t.contains("train ·")).await;
+    println!("BENCH full data set loaded by URL from scripts/serve.sh in {:.1} s", t.elapsed().as_secs_f64());
+    assert!(data.contains("50000 train · 10000 test"), "{data}");
+    assert!(text(c, "data-error").await.is_empty());
+    assert!(alive(), "scripts/serve.sh died while serving:\n{}", show_log());
+    client.close().await.unwrap();
+}
+
+/// A plain HTTP GET of a page on 127.0.0.1 (no client library for one request).
+fn reqwest_like_get(url: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    body.starts_with("HTTP/1.").then_some(body)
 }

@@ -496,3 +496,44 @@ fn im2col_convolution_matches_burns_conv2d_forward_and_backward() {
     close(x.grad(&g_ref).unwrap(), x.grad(&g_ours).unwrap(), "input gradient");
     close(conv.weight.val().grad(&g_ref).unwrap(), conv.weight.val().grad(&g_ours).unwrap(), "weight gradient");
 }
+
+/// burn 0.22's BatchNorm feeds the *biased* batch variance into `running_var`; PyTorch feeds
+/// the unbiased one. `model::batch_norm` corrects it. The first half fails the day burn
+/// changes (then the correction would apply twice: remove it).
+#[test]
+fn batchnorm_running_variance_is_unbiased_as_in_pytorch() {
+    use burn::nn::BatchNormConfig;
+    let device = Device::flex().autodiff();
+    // One channel, 4 values: mean 2.5, biased variance 1.25, unbiased 5/3.
+    let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 2, 2]), &device);
+    let burn_bn = BatchNormConfig::new(1).with_momentum(1.0).init(&device);
+    let _ = burn_bn.forward(x.clone());
+    let burn_var: f32 = burn_bn.running_var.value_sync().into_scalar();
+    assert!((burn_var - 1.25).abs() < 1e-6, "burn's running_var {burn_var}: burn changed, see model::batch_norm");
+
+    let ours = BatchNormConfig::new(1).with_momentum(1.0).init(&device);
+    let _ = cifar10_webgpu::model::batch_norm(&ours, x);
+    let var: f32 = ours.running_var.value_sync().into_scalar();
+    let mean: f32 = ours.running_mean.value_sync().into_scalar();
+    assert!((var - 5.0 / 3.0).abs() < 1e-6, "{var}");
+    assert!((mean - 2.5).abs() < 1e-6, "{mean}");
+}
+
+/// burn keeps a training forward's running-statistics update in a per-thread slot until the
+/// next update, and a module visitor reads the merged value: exports and snapshots were one
+/// step stale. `named_tensors` merges first. The first assertion documents burn's behaviour.
+#[test]
+fn exports_see_the_running_statistics_of_the_last_step() {
+    let device = Device::flex().autodiff();
+    let model = ResNet9::new(0.0625, &device);
+    let x = Tensor::<4>::random([4, 3, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let _ = model.forward(x);
+    let stale: Vec<f32> = model.prep.bn.running_mean.value().into_data().try_to_vec::<f32>().unwrap();
+    assert!(stale.iter().all(|&v| v == 0.0), "burn now merges on read: model::sync_running_stats can go");
+    let (_, mean) = named_tensors(&model).into_iter().find(|(p, _)| p == "prep.bn.running_mean").unwrap();
+    let mean: Vec<f32> = pollster::block_on(mean.into_data_async()).unwrap().try_to_vec::<f32>().unwrap();
+    assert!(mean.iter().any(|&v| v != 0.0), "the export still sees the initial running mean");
+    let snapshot = pollster::block_on(weights::snapshot(&model)).unwrap();
+    let (_, _, exported) = snapshot.tensors.iter().find(|(p, _, _)| p == "prep.bn.running_mean").unwrap();
+    assert_eq!(exported, &mean);
+}

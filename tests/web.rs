@@ -22,6 +22,8 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+mod fixture;
+
 fn data_url() -> &'static str {
     option_env!("CIFAR10_TEST_URL").expect("build with CIFAR10_TEST_URL (scripts/test.sh serves ../shared/cifar10)")
 }
@@ -232,4 +234,26 @@ async fn loaded_shards_come_back_from_the_browser_cache() {
     assert_eq!(cached.test, data.test);
     assert!(loader::clear_cache().await);
     assert!(loader::load_from_cache().await.is_none());
+}
+
+/// The PyTorch fixture (see tests/pytorch_fixture.rs) on the WebGPU adapter, for every
+/// convolution algorithm the page can use.
+#[wasm_bindgen_test]
+async fn pytorch_fixture_on_webgpu() {
+    use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let mut failures = Vec::new();
+    for algorithm in [ConvAlgorithm::Burn, ConvAlgorithm::Im2col] {
+        set_conv_algorithm(algorithm);
+        let start = now();
+        let report = fixture::run(&info.device).await.expect("fixture runs");
+        web_sys::console::log_1(
+            &format!("{} on {}, {algorithm:?} ({:.0} s): {}", "PyTorch fixture", info.name, (now() - start) / 1000.0, report.summary()).into(),
+        );
+        for c in report.failures() {
+            failures.push(format!("{algorithm:?}: {} off by {:.2e} (tolerance {:.0e})", c.what, c.error, c.tolerance));
+        }
+    }
+    set_conv_algorithm(ConvAlgorithm::Burn);
+    assert!(failures.is_empty(), "differences from PyTorch on WebGPU:\n{}", failures.join("\n"));
 }

@@ -8,7 +8,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::loader::{self, Progress};
-use super::state::{control, with_engine, Phase, Ui};
+use super::state::{control, with_engine, Phase, Place, Ui};
 use crate::augment::Normalization;
 use crate::data::IMAGE_BYTES;
 use crate::config::TrainConfig;
@@ -133,7 +133,7 @@ pub fn load_cache(ui: Ui) {
 pub fn clear_cache(ui: Ui) {
     leptos::task::spawn_local(async move {
         let ok = loader::clear_cache().await;
-        ui.say(false, if ok { "Cache cleared." } else { "Nothing was cached." });
+        ui.say_in(Place::Data, false, if ok { "Cache cleared." } else { "Nothing was cached." });
     });
 }
 
@@ -147,35 +147,36 @@ pub fn form_config(ui: Ui) -> Option<TrainConfig> {
 
 /// What every GPU action needs: a valid form, a WebGPU device and a batch whose buffers fit
 /// it; else a message.
-fn gpu_ready(ui: Ui) -> Option<(TrainConfig, Device)> {
+fn gpu_ready(ui: Ui, place: Place) -> Option<(TrainConfig, Device)> {
     let Some(config) = form_config(ui) else {
-        ui.say(true, "Fix the highlighted settings first.");
+        ui.say_in(place, true, "Fix the highlighted settings first.");
         return None;
     };
     let Some((device, limit)) =
         with_engine(|e| e.gpu.as_ref().map(|g| (g.device.clone(), g.max_storage_buffer_binding_size)))
     else {
-        ui.say(true, "WebGPU is not available, so nothing can run on the GPU (see the status above).");
+        ui.say_in(place, true, "WebGPU is not available, so nothing can run on the GPU (see the status above).");
         return None;
     };
-    check_limits(ui, &config, limit).then_some((config, device))
+    check_limits(ui, place, &config, limit).then_some((config, device))
 }
 
 /// Training and the LR finder need the data too.
-fn ready(ui: Ui) -> Option<(TrainConfig, Device, Rc<Cifar10>)> {
-    let (config, device) = gpu_ready(ui)?;
+fn ready(ui: Ui, place: Place) -> Option<(TrainConfig, Device, Rc<Cifar10>)> {
+    let (config, device) = gpu_ready(ui, place)?;
     let Some(data) = with_engine(|e| e.data.clone()) else {
-        ui.say(true, "Load CIFAR-10 first.");
+        ui.say_in(place, true, "Load CIFAR-10 first.");
         return None;
     };
     Some((config, device, data))
 }
 
 /// Refuses a batch whose largest activation exceeds the adapter's storage-binding limit.
-fn check_limits(ui: Ui, config: &TrainConfig, limit: u64) -> bool {
+fn check_limits(ui: Ui, place: Place, config: &TrainConfig, limit: u64) -> bool {
     let need = largest_activation_bytes(config.batch_size, config.width);
     if need > limit {
-        ui.say(
+        ui.say_in(
+            place,
             true,
             format!(
                 "Batch {} needs a {} MiB buffer but this GPU allows {} MiB per binding \
@@ -202,7 +203,7 @@ pub fn start_training(ui: Ui) {
     if ui.busy() {
         return;
     }
-    let Some((config, device, data)) = ready(ui) else { return };
+    let Some((config, device, data)) = ready(ui, Place::Train) else { return };
     let mut trainer = match Trainer::new(config.clone(), &data, &device) {
         Ok(t) => t,
         Err(e) => return ui.say(true, e.to_string()),
@@ -278,7 +279,7 @@ pub fn run_benchmark(ui: Ui) {
     if ui.busy() {
         return;
     }
-    let Some((config, device)) = gpu_ready(ui) else { return };
+    let Some((config, device)) = gpu_ready(ui, Place::Train) else { return };
     let data = with_engine(|e| e.data.clone());
     let steps = ui.bench_steps.get_untracked();
     control().set(Control::Run);
@@ -314,8 +315,9 @@ pub fn run_lr_finder(ui: Ui) {
     if ui.busy() {
         return;
     }
-    let Some((config, device, data)) = ready(ui) else { return };
+    let Some((config, device, data)) = ready(ui, Place::LrFinder) else { return };
     control().set(Control::Run);
+    ui.lr_message.set(None);
     ui.lr_points.set(Vec::new());
     ui.lr_suggestion.set(None);
     ui.phase.set(Phase::FindingLr);
@@ -325,7 +327,8 @@ pub fn run_lr_finder(ui: Ui) {
         match find_lr(&config, &finder, &data, &device, &mut host).await {
             Ok(r) => {
                 ui.lr_suggestion.set(r.suggestion());
-                ui.say(
+                ui.say_in(
+                    Place::LrFinder,
                     false,
                     match r.suggestion() {
                         Some(s) => format!("LR finder suggests max LR {s:.4} (min/10: {:.4}).", r.min_over_10.unwrap_or(0.0)),
@@ -333,7 +336,7 @@ pub fn run_lr_finder(ui: Ui) {
                     },
                 );
             }
-            Err(e) => ui.say(true, format!("LR finder: {e}")),
+            Err(e) => ui.say_in(Place::LrFinder, true, format!("LR finder: {e}")),
         }
         ui.phase.set(Phase::Idle);
     });
@@ -394,7 +397,7 @@ pub fn export_weights(ui: Ui, safetensors: bool) {
         }
         .await;
         if let Err(e) = result {
-            ui.say(true, format!("Export failed: {e}"));
+            ui.say_in(Place::Weights, true, format!("Export failed: {e}"));
         }
     });
 }
@@ -412,30 +415,30 @@ pub fn export_metrics(ui: Ui, csv: bool) {
         )
     };
     if let Err(e) = r {
-        ui.say(true, format!("Export failed: {e}"));
+        ui.say_in(Place::Weights, true, format!("Export failed: {e}"));
     }
 }
 
 /// Imports weights from a picked file (either format).
 pub fn import_weights(ui: Ui, file: web_sys::File) {
     let Some(device) = with_engine(|e| e.gpu.as_ref().map(|g| g.device.clone())) else {
-        return ui.say(true, "WebGPU is not available: weights cannot be loaded onto the GPU.");
+        return ui.say_in(Place::Weights, true, "WebGPU is not available: weights cannot be loaded onto the GPU.");
     };
     if ui.busy() {
-        return ui.say(true, "Stop training before importing weights.");
+        return ui.say_in(Place::Weights, true, "Stop training before importing weights.");
     }
     leptos::task::spawn_local(async move {
         let bytes = match JsFuture::from(file.array_buffer()).await {
             Ok(buf) => js_sys::Uint8Array::new(&buf).to_vec(),
-            Err(e) => return ui.say(true, format!("Could not read {}: {e:?}", file.name())),
+            Err(e) => return ui.say_in(Place::Weights, true, format!("Could not read {}: {e:?}", file.name())),
         };
         match weights::import(&bytes, &device) {
             Ok(model) => {
                 with_engine(|e| e.model = Some(model));
                 ui.exportable.set(true);
-                ui.say(false, format!("Loaded weights from {}.", file.name()));
+                ui.say_in(Place::Weights, false, format!("Loaded weights from {}.", file.name()));
             }
-            Err(e) => ui.say(true, format!("{}: {e}", file.name())),
+            Err(e) => ui.say_in(Place::Weights, true, format!("{}: {e}", file.name())),
         }
     });
 }

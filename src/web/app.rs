@@ -176,6 +176,7 @@ pub fn DataPanel(ui: Ui) -> impl IntoView {
             <p data-testid="data-status" class="ok">{move || ui.data_status.get().unwrap_or_else(|| "No data loaded.".into())}</p>
             <p data-testid="data-error" class="error">{move || ui.data_error.get().unwrap_or_default()}</p>
             <button data-testid="data-clear-cache" class="small" on:click=move |_| actions::clear_cache(ui)>"Clear cached data"</button>
+            <Message testid="data-message" signal=ui.data_message />
             <SampleGrid ui=ui />
         </section>
     }
@@ -307,6 +308,7 @@ pub fn LrFinder(ui: Ui) -> impl IntoView {
                 {move || ui.lr_suggestion.get().map(|s| format!("Suggested max LR: {s:.4}")).unwrap_or_default()}
                 <button class="small" data-testid="lr-finder-use" disabled=move || ui.lr_suggestion.get().is_none() on:click=use_it>"Use it"</button>
             </p>
+            <Message testid="lr-finder-message" signal=ui.lr_message />
         </section>
     }
 }
@@ -354,9 +356,7 @@ pub fn TrainControls(ui: Ui) -> impl IntoView {
                 <progress max="100" value=move || progress().0></progress>
                 <div>{move || progress().1}</div>
             </div>
-            <p data-testid="train-message" class=move || match ui.message.get() { Some((true, _)) => "error", _ => "ok" }>
-                {move || ui.message.get().map(|(_, m)| m).unwrap_or_default()}
-            </p>
+            <Message testid="train-message" signal=ui.message />
             <Benchmark ui=ui />
         </section>
     }
@@ -504,6 +504,16 @@ pub fn Mistakes(ui: Ui) -> impl IntoView {
     }
 }
 
+/// One card's message line: an error in red, information otherwise.
+#[component]
+pub fn Message(testid: &'static str, signal: RwSignal<Option<(bool, String)>>) -> impl IntoView {
+    view! {
+        <p data-testid=testid class=move || match signal.get() { Some((true, _)) => "error", _ => "ok" }>
+            {move || signal.get().map(|(_, m)| m).unwrap_or_default()}
+        </p>
+    }
+}
+
 /// Downloads, import and prediction.
 #[component]
 pub fn Weights(ui: Ui) -> impl IntoView {
@@ -541,6 +551,7 @@ pub fn Weights(ui: Ui) -> impl IntoView {
                     {move || match ui.predict.get() { Some(Ok(s)) => s, Some(Err(e)) => e, None => String::new() }}
                 </span>
             </div>
+            <Message testid="weights-message" signal=ui.weights_message />
         </section>
     }
 }

@@ -41,6 +41,12 @@ fn backend(canvas: &HtmlCanvasElement) -> Option<CanvasBackend> {
 
 type DrawResult = Result<(), String>;
 
+/// Room for an axis's tick labels plus its title, px: the title sits beyond the labels
+/// (11 px labels + gap + 11 px title), so a smaller area makes them overlap.
+const X_AREA: u32 = 42;
+/// Vertical axes: labels up to 6 characters ("0.0550") plus the rotated title.
+const Y_AREA: u32 = 62;
+
 fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
@@ -54,9 +60,9 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
     let mut chart = ChartBuilder::on(&root)
         .caption("One-Cycle schedule", caption_font())
         .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(48)
-        .right_y_label_area_size(40)
+        .x_label_area_size(X_AREA)
+        .y_label_area_size(Y_AREA)
+        .right_y_label_area_size(Y_AREA)
         .build_cartesian_2d(0usize..n, 0f64..schedule.max_lr * 1.05)
         .map_err(err)?
         .set_secondary_coord(0usize..n, 0.8f64..1.0);
@@ -72,6 +78,8 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
     chart
         .configure_secondary_axes()
         .y_desc("momentum")
+        .y_labels(5)
+        .y_label_formatter(&|v| format!("{v:.2}"))
         .label_style(label_font())
         .draw()
         .map_err(err)?;
@@ -115,8 +123,8 @@ pub fn draw_loss(canvas: &HtmlCanvasElement, batches: &[BatchStats], total_steps
     let mut chart = ChartBuilder::on(&root)
         .caption("Training loss", caption_font())
         .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(44)
+        .x_label_area_size(X_AREA)
+        .y_label_area_size(Y_AREA)
         .build_cartesian_2d(0usize..total_steps.max(1), 0f32..max_loss * 1.05)
         .map_err(err)?;
     chart
@@ -151,9 +159,9 @@ pub fn draw_accuracy(canvas: &HtmlCanvasElement, epochs: &[EpochStats], total_ep
     let mut chart = ChartBuilder::on(&root)
         .caption("Loss and accuracy per epoch", caption_font())
         .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(44)
-        .right_y_label_area_size(40)
+        .x_label_area_size(X_AREA)
+        .y_label_area_size(Y_AREA)
+        .right_y_label_area_size(Y_AREA)
         .build_cartesian_2d(0f32..total_epochs.max(1) as f32, 0f32..max_loss * 1.05)
         .map_err(err)?
         .set_secondary_coord(0f32..total_epochs.max(1) as f32, 0f32..1f32);
@@ -216,14 +224,15 @@ pub fn draw_lr_finder(canvas: &HtmlCanvasElement, points: &[(f64, f32)], suggest
     let mut chart = ChartBuilder::on(&root)
         .caption("LR range test", caption_font())
         .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(44)
+        .x_label_area_size(X_AREA)
+        .y_label_area_size(Y_AREA)
         .build_cartesian_2d((lo..hi).log_scale(), (min_loss * 0.95)..top)
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("learning rate (log)")
         .y_desc("smoothed loss")
+        .x_labels(6)
         .x_label_formatter(&|v| format!("{v:.0e}"))
         .label_style(label_font())
         .axis_style(GREY)

@@ -58,6 +58,15 @@ pub fn control() -> Rc<Cell<Control>> {
     CONTROL.with(|c| c.clone())
 }
 
+/// The card a message belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Data,
+    LrFinder,
+    Train,
+    Weights,
+}
+
 /// Every signal the page reads. `Copy`, so components take it by value.
 #[derive(Clone, Copy)]
 pub struct Ui {
@@ -72,7 +81,12 @@ pub struct Ui {
     pub data_files: RwSignal<Vec<String>>,
     pub lr_steps: RwSignal<usize>,
     pub phase: RwSignal<Phase>,
+    /// The Train card's message (training, benchmark).
     pub message: RwSignal<Option<(bool, String)>>,
+    /// Messages shown in the other cards, next to the control the user acted on.
+    pub data_message: RwSignal<Option<(bool, String)>>,
+    pub lr_message: RwSignal<Option<(bool, String)>>,
+    pub weights_message: RwSignal<Option<(bool, String)>>,
     pub schedule: RwSignal<Option<OneCycle>>,
     pub steps_per_epoch: RwSignal<usize>,
     pub total_epochs: RwSignal<usize>,
@@ -104,6 +118,9 @@ impl Ui {
             lr_steps: RwSignal::new(200),
             phase: RwSignal::new(Phase::Idle),
             message: RwSignal::new(None),
+            data_message: RwSignal::new(None),
+            lr_message: RwSignal::new(None),
+            weights_message: RwSignal::new(None),
             schedule: RwSignal::new(None),
             steps_per_epoch: RwSignal::new(0),
             total_epochs: RwSignal::new(0),
@@ -124,9 +141,21 @@ impl Ui {
         matches!(self.phase.get(), Phase::Running | Phase::Paused | Phase::FindingLr | Phase::Benchmarking)
     }
 
-    /// Shows an error (`true`) or information line under the controls.
+    /// Shows an error (`true`) or information line in the Train card.
     pub fn say(&self, error: bool, text: impl Into<String>) {
-        self.message.set(Some((error, text.into())));
+        self.say_in(Place::Train, error, text);
+    }
+
+    /// Shows an error (`true`) or information line in the card of `place`, where the user
+    /// acted, not in a card that may be off screen.
+    pub fn say_in(&self, place: Place, error: bool, text: impl Into<String>) {
+        let signal = match place {
+            Place::Data => self.data_message,
+            Place::LrFinder => self.lr_message,
+            Place::Train => self.message,
+            Place::Weights => self.weights_message,
+        };
+        signal.set(Some((error, text.into())));
     }
 }
 
