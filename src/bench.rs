@@ -30,6 +30,11 @@ pub struct StepBench {
     pub images_per_sec: f64,
     /// Host time spent building batches (crop, flip, cutout, normalise), ms per step.
     pub prep_ms_per_step: f64,
+    /// Host (CPU) time of a step outside any wait on the GPU, ms: batch building, upload,
+    /// recording forward, backward and update (burn's graph, fusion, kernel launches). On a
+    /// real GPU the step cannot be faster than this; in the page it is the wasm's own cost.
+    #[serde(default)]
+    pub host_ms_per_step: f64,
     /// How the convolutions were computed.
     pub conv: String,
     /// Whether the images were random bytes (no data set loaded).
@@ -40,9 +45,10 @@ impl StepBench {
     /// One line, the same in the CLI and the page.
     pub fn summary(&self) -> String {
         format!(
-            "{:.1} ms/step · {:.prec$} images/s · width {} · batch {} · conv {} · {} steps after {} warm-up ({:.1} s){}",
+            "{:.1} ms/step · {:.prec$} images/s · CPU {:.1} ms/step · width {} · batch {} · conv {} · {} steps after {} warm-up ({:.1} s){}",
             self.ms_per_step,
             self.images_per_sec,
+            self.host_ms_per_step,
             self.width,
             self.batch,
             self.conv,
@@ -96,6 +102,7 @@ pub async fn bench_steps<H: Host>(
     let mut timed_start = start;
     let mut warmup_ms = 0.0;
     let mut prep_ms = 0.0;
+    let mut host_ms = 0.0;
     for step in 0..warmup + steps {
         if host.control() == Control::Stop {
             return Err(TrainError::Stopped);
@@ -106,6 +113,7 @@ pub async fn bench_steps<H: Host>(
             timed_start = host.now_ms();
             warmup_ms = timed_start - start;
             prep_ms = 0.0;
+            host_ms = 0.0;
         }
         let prep_start = host.now_ms();
         let indices: Vec<usize> =
@@ -116,6 +124,8 @@ pub async fn bench_steps<H: Host>(
         let loss = loss_fn.forward(model.forward(images), labels);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(lr, model, grads);
+        // Everything above ran on this thread without waiting for the GPU: nothing is read.
+        host_ms += host.now_ms() - prep_start;
         host.yield_now().await;
     }
     // The last update of the classifier depends on the whole last backward pass.
@@ -130,6 +140,7 @@ pub async fn bench_steps<H: Host>(
         ms_per_step: elapsed / steps as f64,
         images_per_sec: (steps * config.batch_size) as f64 / (elapsed / 1000.0),
         prep_ms_per_step: prep_ms / steps as f64,
+        host_ms_per_step: host_ms / steps as f64,
         conv: format!("{:?}", crate::model::conv_algorithm()).to_lowercase(),
         synthetic: false,
     })
