@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 
-def load(data_dir):
+def load(data_dir, train_shards=None, test_shards=None):
     def read(names):
         raw = np.concatenate([np.fromfile(os.path.join(data_dir, n), dtype=np.uint8) for n in names])
         raw = raw.reshape(-1, 3073)
         return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
 
-    train = read([f"data_batch_{i}.bin" for i in range(1, 6)])
-    test = read(["test_batch.bin"])
+    train = read(train_shards or [f"data_batch_{i}.bin" for i in range(1, 6)])
+    test = read(test_shards or ["test_batch.bin"])
     return train, test
 
 
@@ -104,6 +104,8 @@ def main():
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    ap.add_argument("--train-shards", default=None, help="comma-separated shard names (default: the official five)")
+    ap.add_argument("--test-shards", default=None, help="comma-separated shard names (default: test_batch.bin)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -119,7 +121,8 @@ def main():
     gen = torch.Generator(device=dev)
     gen.manual_seed(args.seed)
 
-    (xtr, ytr), (xte, yte) = load(args.data)
+    split = lambda v: v.split(",") if v else None
+    (xtr, ytr), (xte, yte) = load(args.data, split(args.train_shards), split(args.test_shards))
     mean = torch.tensor(xtr.reshape(-1, 3, 1024).transpose(1, 0, 2).reshape(3, -1).mean(1), device=dev).view(1, 3, 1, 1).float()
     std = torch.tensor(xtr.reshape(-1, 3, 1024).transpose(1, 0, 2).reshape(3, -1).std(1), device=dev).view(1, 3, 1, 1).float()
     xtr = torch.tensor(xtr, device=dev)
