@@ -205,7 +205,10 @@ impl Fuzzer {
         let config = TrainConfig::new().with_epochs(2).with_batch_size(32).with_width(0.0625);
         let mut trainer = Trainer::new(config, &resume_data, &device).map_err(|e| e.to_string())?;
         pollster::block_on(trainer.run_epoch(&resume_data, &mut QuietHost)).map_err(|e| e.to_string())?;
-        let dir = std::env::temp_dir().join(format!("cifar10-fuzz-state-{}", std::process::id()));
+        // One folder per fuzzer: tests build several in one process at once.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cifar10-fuzz-state-{}-{n}", std::process::id()));
         trainer.save_state(&dir)?;
         let resume = ["state.json", "model.bpk", "optimizer.bpk"]
             .iter()
@@ -226,6 +229,12 @@ impl Fuzzer {
             resume_data,
             device,
         })
+    }
+
+    /// The unmutated resume state (`state.json`, `model.bpk`, `optimizer.bpk`) and the data
+    /// it was saved for, for tests that corrupt one field by hand.
+    pub fn resume_seed(&self) -> (&Input, &Cifar10, &Device) {
+        (&self.resume, &self.resume_data, &self.device)
     }
 
     /// The input of case `case` of a run seeded with `seed`, for `parser`.
@@ -283,7 +292,10 @@ impl Fuzzer {
                     return Err(format!("{} class names", names.len()));
                 }
                 let mut set = ShardSet::new();
-                Ok(set.add(data::META_FILE, bytes).is_ok())
+                set.add(data::META_FILE, bytes).map_err(|e| format!("class names refused: {e}"))?;
+                // Accepted: the file's own ten names, not the fallback.
+                let text = String::from_utf8_lossy(bytes);
+                Ok(text.lines().filter(|l| !l.trim().is_empty()).count() == data::NUM_CLASSES)
             }
             Parser::Tarball => match data::read_tarball(bytes, |_| {}) {
                 Ok(d) if d.train.is_empty() || d.test.is_empty() || d.class_names.len() != 10 => {

@@ -112,6 +112,10 @@ impl Trainer {
             .map_err(|e| format!("{STATE_FILE}: not a saved training state ({e})"))?;
         // Validate before building anything: the model's size comes from the recipe's width.
         state.config.validate().map_err(|e| format!("{STATE_FILE}: {e}"))?;
+        // The model file must be large enough for the recipe's width before that model is
+        // built: a few bytes of state.json saying width 4 would otherwise cost a gigabyte.
+        let snapshot = Snapshot::from_burnpack(model).map_err(|e| format!("{MODEL_FILE}: {e}"))?;
+        snapshot.check_size(state.config.width).map_err(|e| format!("{MODEL_FILE}: {e}"))?;
         let mut trainer = Trainer::new(state.config.clone(), data, device).map_err(|e| e.to_string())?;
         if state.epoch.checked_mul(trainer.steps_per_epoch) != Some(state.step) {
             return Err(format!(
@@ -120,7 +124,6 @@ impl Trainer {
                 state.step, state.epoch, trainer.steps_per_epoch
             ));
         }
-        let snapshot = Snapshot::from_burnpack(model).map_err(|e| format!("{MODEL_FILE}: {e}"))?;
         let shapes: BTreeMap<String, Vec<usize>> =
             snapshot.tensors.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
         check_param_ids(&state.param_ids, &param_ids(&trainer.model))?;
