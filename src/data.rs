@@ -15,6 +15,11 @@ pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 pub const SHARD_RECORDS: usize = 10_000;
 /// Size of one official shard; also the cap on what one tar entry may inflate to.
 pub const SHARD_BYTES: usize = SHARD_RECORDS * RECORD_BYTES;
+/// Cap on the whole inflated tar stream: seven shards. The official archive inflates to
+/// 184,391,680 bytes (six shards, the class names, tar headers); a gzip bomb made of many
+/// capped entries stops here, so a tarball never holds more than this in memory (plus
+/// `read_to_end`'s spare capacity on the last entry).
+pub const MAX_ARCHIVE_BYTES: u64 = 7 * SHARD_BYTES as u64;
 /// Number of classes.
 pub const NUM_CLASSES: usize = 10;
 /// The official train shard names, in order.
@@ -54,6 +59,8 @@ pub enum DataError {
     BadTar(String),
     /// A tar entry that inflates beyond the size of a CIFAR shard.
     TooLarge { name: String },
+    /// The whole archive inflates beyond [`MAX_ARCHIVE_BYTES`].
+    ArchiveTooLarge,
     /// Anything else (I/O, network).
     Other(String),
 }
@@ -83,6 +90,10 @@ impl fmt::Display for DataError {
             DataError::TooLarge { name } => write!(
                 f,
                 "{name}: inflates beyond {SHARD_BYTES} bytes, larger than any CIFAR-10 shard; refused"
+            ),
+            DataError::ArchiveTooLarge => write!(
+                f,
+                "the archive inflates beyond {MAX_ARCHIVE_BYTES} bytes, more than CIFAR-10 holds; refused"
             ),
             DataError::Other(e) => write!(f, "{e}"),
         }
@@ -322,7 +333,36 @@ pub fn read_tarball<R: Read>(
         return Err(DataError::NotGzip("the file does not start with the gzip magic bytes".into()));
     }
     let gz = flate2::read::GzDecoder::new(reader);
-    read_tar(gz, &mut on_entry)
+    let capped = Capped { inner: gz, left: MAX_ARCHIVE_BYTES, hit: Default::default() };
+    let hit = capped.hit.clone();
+    // Whatever error the cap causes inside `tar`, report the cap.
+    read_tar(capped, &mut on_entry).map_err(|e| if hit.get() { DataError::ArchiveTooLarge } else { e })
+}
+
+/// Hands out at most `left` bytes, then fails (and says so in `hit`): an archive of many
+/// capped entries cannot fill memory.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    hit: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // At the cap: only an exhausted stream may end here.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.hit.set(true);
+            return Err(std::io::Error::other("archive exceeds the inflate cap"));
+        }
+        let n = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buf[..n])?;
+        self.left -= read as u64;
+        Ok(read)
+    }
 }
 
 fn read_tar<R: Read>(reader: R, on_entry: &mut impl FnMut(&str)) -> Result<Cifar10, DataError> {

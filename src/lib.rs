@@ -6,6 +6,8 @@ pub mod augment;
 pub mod bench;
 pub mod config;
 pub mod data;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fuzz;
 pub mod lr_finder;
 pub mod metrics;
 pub mod model;

@@ -92,25 +92,52 @@ impl Trainer {
             _ => return Err(format!("{}: no saved training state there (train --save-state writes one)", dir.display())),
         };
         let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| io(&dir.join(name), e));
-        let state: RunState = serde_json::from_slice(&read(STATE_FILE)?)
-            .map_err(|e| format!("{}: not a saved training state ({e})", dir.join(STATE_FILE).display()))?;
+        let (state, model, optimizer) = (read(STATE_FILE)?, read(MODEL_FILE)?, read(OPTIMIZER_FILE)?);
+        Self::resume_from_bytes(&state, &model, &optimizer, data, device)
+            .map_err(|e| format!("{}: {e}", dir.display()))
+    }
+
+    /// [`Trainer::resume`] from the three files' contents. Every field a file controls is
+    /// checked before burn sees it: burn's optimiser loader panics on a momentum tensor without
+    /// a parameter id or with a rank it cannot dispatch, and a momentum buffer whose shape
+    /// differs from its parameter's would panic at the first step.
+    pub fn resume_from_bytes(
+        state: &[u8],
+        model: &[u8],
+        optimizer: &[u8],
+        data: &Cifar10,
+        device: &Device,
+    ) -> Result<Self, String> {
+        let state: RunState = serde_json::from_slice(state)
+            .map_err(|e| format!("{STATE_FILE}: not a saved training state ({e})"))?;
+        // Validate before building anything: the model's size comes from the recipe's width.
+        state.config.validate().map_err(|e| format!("{STATE_FILE}: {e}"))?;
+        // The model file must be large enough for the recipe's width before that model is
+        // built: a few bytes of state.json saying width 4 would otherwise cost a gigabyte.
+        let snapshot = Snapshot::from_burnpack(model).map_err(|e| format!("{MODEL_FILE}: {e}"))?;
+        snapshot.check_size(state.config.width).map_err(|e| format!("{MODEL_FILE}: {e}"))?;
         let mut trainer = Trainer::new(state.config.clone(), data, device).map_err(|e| e.to_string())?;
-        if state.step != state.epoch * trainer.steps_per_epoch {
+        if state.epoch.checked_mul(trainer.steps_per_epoch) != Some(state.step) {
             return Err(format!(
                 "saved state is at step {} of epoch {}, but this data gives {} steps an epoch: \
                  resume with the same data and subsets",
                 state.step, state.epoch, trainer.steps_per_epoch
             ));
         }
-        let snapshot = Snapshot::from_burnpack(&read(MODEL_FILE)?).map_err(|e| e.to_string())?;
+        let shapes: BTreeMap<String, Vec<usize>> =
+            snapshot.tensors.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+        check_param_ids(&state.param_ids, &param_ids(&trainer.model))?;
+        // `apply_with_ids` checks every name and shape against the model, so after it `shapes`
+        // is the model's own.
         let ids = state.param_ids.iter().map(|(k, &v)| (k.clone(), ParamId::from(v))).collect();
         let model = weights::apply_with_ids(trainer.model.clone(), snapshot.tensors, Some(ids))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{MODEL_FILE}: {e}"))?;
+        check_optimizer(optimizer, &state.param_ids, &shapes).map_err(|e| format!("{OPTIMIZER_FILE}: {e}"))?;
         trainer.optim = trainer
             .optim
             .clone()
-            .load(dir.join(OPTIMIZER_FILE))
-            .map_err(|e| format!("{}: {e:?}", dir.join(OPTIMIZER_FILE).display()))?;
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer.to_vec()))
+            .map_err(|e| format!("{OPTIMIZER_FILE}: {e:?}"))?;
         trainer.last_good = model.checkpoint();
         trainer.model = model;
         trainer.epoch = state.epoch;
@@ -119,4 +146,53 @@ impl Trainer {
         trainer.log = state.log;
         Ok(trainer)
     }
+}
+
+/// The saved ids must name exactly the model's tensors, each with its own id: two parameters
+/// sharing an id would share (and mis-shape) one momentum buffer.
+fn check_param_ids(saved: &BTreeMap<String, u64>, model: &BTreeMap<String, u64>) -> Result<(), String> {
+    if saved.keys().ne(model.keys()) {
+        return Err(format!("{STATE_FILE}: its parameter ids do not name this model's tensors"));
+    }
+    let distinct: std::collections::BTreeSet<u64> = saved.values().copied().collect();
+    if distinct.len() != saved.len() {
+        return Err(format!("{STATE_FILE}: two tensors share one parameter id"));
+    }
+    Ok(())
+}
+
+/// Checks the optimiser file before burn loads it: every tensor is the `velocity` of a known
+/// parameter, carries that parameter's id, and has its dtype (F32) and shape; every `__rank`
+/// scalar names a known parameter with its rank.
+fn check_optimizer(
+    bytes: &[u8],
+    ids: &BTreeMap<String, u64>,
+    shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<(), String> {
+    let by_id: BTreeMap<u64, &Vec<usize>> =
+        ids.iter().filter_map(|(name, id)| shapes.get(name).map(|s| (*id, s))).collect();
+    let reader = burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| e.to_string())?;
+    for (key, value) in reader.scalars() {
+        let Some(id) = key.strip_suffix(".__rank") else { continue };
+        let shape = id.parse::<u64>().ok().and_then(|id| by_id.get(&id));
+        let rank = usize::try_from(*value).ok();
+        if shape.map(|s| s.len()) != rank || rank.is_none() {
+            return Err(format!("{key}: not the rank of a parameter of this model"));
+        }
+    }
+    for tensor in reader.into_tensors().map_err(|e| e.to_string())? {
+        let name = tensor.name.clone();
+        let shape = tensor.param_id.and_then(|id| by_id.get(&id).map(|s| (id, s)));
+        let Some((id, shape)) = shape else {
+            return Err(format!("{name}: momentum of no parameter of this model"));
+        };
+        if name != format!("{id}.velocity") || tensor.dtype != burn::tensor::DType::F32 {
+            return Err(format!("{name}: not an F32 momentum buffer"));
+        }
+        if tensor.shape.to_vec() != **shape {
+            return Err(format!("{name}: shape {:?}, its parameter has {shape:?}", tensor.shape));
+        }
+    }
+    Ok(())
 }

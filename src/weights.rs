@@ -219,8 +219,34 @@ impl Snapshot {
     /// Builds a model of the right width on `device` holding these weights, checking every name
     /// and shape.
     pub fn into_model(self, device: &Device) -> Result<ResNet9, WeightsError> {
+        self.check_size(self.width)?;
         apply(ResNet9::new(self.width, device), self.tensors)
     }
+
+    /// Refuses, before a model of `width` is built, a file too small to fill it: the width
+    /// comes from the file (metadata, or the first convolution's channels), and a few bytes
+    /// claiming width 100 would otherwise allocate a 65-billion-parameter model. Memory stays
+    /// proportional to the file.
+    pub fn check_size(&self, width: f64) -> Result<(), WeightsError> {
+        if !(width.is_finite() && width > 0.0 && width <= 4.0) {
+            return Err(WeightsError::Format(format!("width {width} is outside (0, 4]")));
+        }
+        let held: usize = self.tensors.iter().map(|(_, _, v)| v.len()).sum();
+        let needed = min_weights(width);
+        if held < needed {
+            return Err(WeightsError::Format(format!(
+                "holds {held} values; a width-{width} ResNet-9 has at least {needed}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The convolution and linear weights of a ResNet-9 of `width` alone: a lower bound on the
+/// values a file for it holds (see `ResNet9::new`).
+fn min_weights(width: f64) -> usize {
+    let [c0, c1, c2, c3] = crate::model::channels(width);
+    9 * (3 * c0 + c0 * c1 + 2 * c1 * c1 + c1 * c2 + c2 * c3 + 2 * c3 * c3) + 10 * c3
 }
 
 fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {

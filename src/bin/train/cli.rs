@@ -22,7 +22,9 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--max-minutes M]  (stop after the epoch that crosses M minutes)
   [--save-state DIR]  (after every epoch: weights, momentum and position, for --resume)
   [--resume DIR]  (go on from a saved state; the recipe comes from it)
-  [--conv burn|im2col]  (how the 3x3 convolutions are computed; same results)";
+  [--conv burn|im2col]  (how the 3x3 convolutions are computed; same results)
+   or: train --fuzz N [--fuzz-seed S] [--fuzz-only NAME] [--sample DIR]
+  (N mutated cases per file parser; DIR holds train_2000.bin, test_500.bin, batches.meta.txt)";
 
 /// Flags that set the recipe, which a resumed run must not change.
 const RECIPE_FLAGS: [&str; 11] = [
@@ -214,6 +216,9 @@ fn train_epochs(
 }
 
 fn run() -> Result<(), String> {
+    if std::env::args().nth(1).as_deref() == Some("--fuzz") {
+        return fuzz();
+    }
     let args = parse_args()?;
     let t = Instant::now();
     let data = data::load_path(&args.data).map_err(|e| e.to_string())?;
@@ -305,4 +310,43 @@ pub fn main() {
         eprintln!("{e}");
         std::process::exit(1);
     }
+}
+
+/// `train --fuzz N`: the seeded mutation fuzzer over every file parser (src/fuzz.rs), with
+/// cases/s, failures and peak memory per parser. Exits non-zero on any failure.
+fn fuzz() -> Result<(), String> {
+    use cifar10_webgpu::fuzz::{Fuzzer, Parser};
+    let mut it = std::env::args().skip(2);
+    let cases: u64 = it.next().and_then(|n| n.parse().ok()).ok_or("--fuzz needs a number of cases")?;
+    let (mut seed, mut only, mut sample) = (1u64, None, None);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--fuzz-seed" => seed = it.next().and_then(|s| s.parse().ok()).ok_or("--fuzz-seed needs a number")?,
+            "--fuzz-only" => only = it.next(),
+            "--sample" => sample = it.next().map(PathBuf::from),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    // The real sample files, where the tests find them.
+    let sample = sample
+        .or_else(|| std::env::var("CIFAR10_SHARED").ok().map(|d| PathBuf::from(d).join("sample")))
+        .unwrap_or_else(|| PathBuf::from("../shared/cifar10/sample"));
+    let t = Instant::now();
+    let fuzzer = Fuzzer::new(&sample)?;
+    println!("seed files built from {} in {:.1}s; seed {seed}, {cases} cases per parser", sample.display(), t.elapsed().as_secs_f64());
+    let parsers: Vec<Parser> =
+        Parser::ALL.into_iter().filter(|p| only.as_deref().is_none_or(|o| p.name().starts_with(o))).collect();
+    let mut failed = 0;
+    for parser in parsers {
+        let report = fuzzer.run(parser, seed, cases);
+        println!("{report}");
+        for f in report.failures.iter().take(20) {
+            println!("  FAIL seed {} case {}: {}", f.seed, f.case, f.message);
+        }
+        failed += report.failures.len();
+    }
+    if failed > 0 {
+        return Err(format!("{failed} failing cases"));
+    }
+    Ok(())
 }
