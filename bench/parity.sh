@@ -18,10 +18,13 @@ WIDTH=${WIDTH:-0.125}
 EPOCHS=${EPOCHS:-4}
 MAX_LR=${MAX_LR:-0.1}
 BATCH=${BATCH:-512}
+SUBSET=${SUBSET:-}          # train on the first N images only (blank: all 50,000)
 PEAK=$(python3 -c "print($EPOCHS * 5 / 24)")   # the recipe's proportion: peak at 5 of 24 epochs
 tarball=${CIFAR10_TARBALL:-$(../shared/cifar10/build.sh | tail -n 1)}
 data=$(dirname "$tarball")/cifar-10-batches-bin
-tag="w${WIDTH}-e${EPOCHS}-lr${MAX_LR}-b${BATCH}"
+tag="w${WIDTH}-e${EPOCHS}-lr${MAX_LR}-b${BATCH}${SUBSET:+-n$SUBSET}"
+subset_args=()
+[ -n "$SUBSET" ] && subset_args=(--train-subset "$SUBSET")
 OUT=${OUT:-bench/results/parity}
 mkdir -p "$OUT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cifar10-webgpu/target}
@@ -30,14 +33,14 @@ for seed in $SEEDS; do
     echo "[parity] PyTorch $tag seed $seed"
     python3 bench/pytorch_reference.py "$data" --device cpu --threads "${THREADS:-2}" --width "$WIDTH" \
       --epochs "$EPOCHS" --batch "$BATCH" --max-lr "$MAX_LR" --peak-epoch "$PEAK" --seed "$seed" \
-      --json "$OUT/pytorch-$tag-s$seed.json.tmp"
+      "${subset_args[@]}" --json "$OUT/pytorch-$tag-s$seed.json.tmp"
     mv "$OUT/pytorch-$tag-s$seed.json.tmp" "$OUT/pytorch-$tag-s$seed.json"
   fi
   if [ "$WHO" != pytorch ] && [ ! -s "$OUT/ours-$tag-s$seed.json" ]; then
     echo "[parity] ours $tag seed $seed"
     run_dir=$(mktemp -d)
     cargo run --release --quiet --bin train -- --data "$data" --backend flex --width "$WIDTH" \
-      --epochs "$EPOCHS" --batch "$BATCH" --max-lr "$MAX_LR" --peak-epoch "$PEAK" --seed "$seed" --out "$run_dir"
+      --epochs "$EPOCHS" --batch "$BATCH" --max-lr "$MAX_LR" --peak-epoch "$PEAK" --seed "$seed" "${subset_args[@]}" --out "$run_dir"
     mv "$run_dir/metrics.json" "$OUT/ours-$tag-s$seed.json"
     rm -rf "$run_dir"
   fi

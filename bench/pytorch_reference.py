@@ -106,6 +106,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     ap.add_argument("--train-shards", default=None, help="comma-separated shard names (default: the official five)")
     ap.add_argument("--test-shards", default=None, help="comma-separated shard names (default: test_batch.bin)")
+    ap.add_argument("--train-subset", type=int, default=None,
+                    help="train on the first N images only (normalisation still from all of them, as `train --train-subset`)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -125,6 +127,8 @@ def main():
     (xtr, ytr), (xte, yte) = load(args.data, split(args.train_shards), split(args.test_shards))
     mean = torch.tensor(xtr.reshape(-1, 3, 1024).transpose(1, 0, 2).reshape(3, -1).mean(1), device=dev).view(1, 3, 1, 1).float()
     std = torch.tensor(xtr.reshape(-1, 3, 1024).transpose(1, 0, 2).reshape(3, -1).std(1), device=dev).view(1, 3, 1, 1).float()
+    if args.train_subset:
+        xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
     xtr = torch.tensor(xtr, device=dev)
     padded = torch.nn.functional.pad(xtr.float(), (4, 4, 4, 4), mode="reflect").to(torch.uint8)
     ytr = torch.tensor(ytr, device=dev)

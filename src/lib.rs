@@ -15,6 +15,7 @@ pub mod optim;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod resume;
 pub mod schedule;
+pub mod selftest;
 pub mod train;
 pub mod weights;
 

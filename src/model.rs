@@ -11,7 +11,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
-use burn::tensor::ops::PadMode;
+use burn::tensor::ops::{ConvOptions, PadMode};
 
 /// conv 3x3 (pad 1, no bias) -> BatchNorm -> ReLU.
 #[derive(Module, Debug)]
@@ -36,6 +36,24 @@ fn conv3x3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
 pub enum ConvAlgorithm {
     Burn,
     Im2col,
+}
+
+impl ConvAlgorithm {
+    /// Every algorithm, the default first.
+    pub const ALL: [ConvAlgorithm; 2] = [ConvAlgorithm::Burn, ConvAlgorithm::Im2col];
+
+    /// The name used by `--conv` and `?conv=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgorithm::Burn => "burn",
+            ConvAlgorithm::Im2col => "im2col",
+        }
+    }
+
+    /// The algorithm of a `--conv` / `?conv=` value.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
 }
 
 static IM2COL: AtomicBool = AtomicBool::new(false);
@@ -67,11 +85,19 @@ pub fn conv3x3_im2col(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     weight.reshape([1, c_out, c * 9]).matmul(columns).reshape([n, c_out, h, w])
 }
 
-fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    match conv_algorithm() {
-        ConvAlgorithm::Burn => conv.forward(x),
-        ConvAlgorithm::Im2col => conv3x3_im2col(x, conv.weight.val()),
+/// The recipe's convolution (3x3, stride 1, pad 1, no bias) computed by `algorithm`: what
+/// every layer runs, and what the GPU self-test checks.
+pub fn conv3x3_with(algorithm: ConvAlgorithm, x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    match algorithm {
+        ConvAlgorithm::Burn => {
+            burn::tensor::module::conv2d(x, weight, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
+        }
+        ConvAlgorithm::Im2col => conv3x3_im2col(x, weight),
     }
+}
+
+fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    conv3x3_with(conv_algorithm(), x, conv.weight.val())
 }
 
 /// burn's `BatchNorm` with PyTorch's running statistics. In training mode burn 0.22 feeds the

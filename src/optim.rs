@@ -61,9 +61,14 @@ impl MomentumHandle {
 impl NesterovSgd {
     /// Builds the module optimiser and the handle that sets its momentum.
     pub fn init(momentum: f64, weight_decay: f64) -> (ModuleOptimizer, MomentumHandle) {
+        let (optim, handle) = Self::new(momentum, weight_decay);
+        (ModuleOptimizer::from(optim), handle)
+    }
+
+    /// The bare optimiser, for stepping single tensors (the GPU self-test).
+    pub fn new(momentum: f64, weight_decay: f64) -> (Self, MomentumHandle) {
         let cell = Arc::new(AtomicU64::new(momentum.to_bits()));
-        let optim = NesterovSgd { momentum: cell.clone(), weight_decay };
-        (ModuleOptimizer::from(optim), MomentumHandle(cell))
+        (NesterovSgd { momentum: cell.clone(), weight_decay }, MomentumHandle(cell))
     }
 }
 

@@ -234,6 +234,9 @@ pub fn draw_lr_finder(canvas: &HtmlCanvasElement, points: &[(f64, f32)], suggest
         .y_desc("smoothed loss")
         .x_labels(6)
         .x_label_formatter(&|v| format!("{v:.0e}"))
+        // A dozen ticks in 150 px crowded the axis, and one decimal printed 3.95 and 4.04 alike.
+        .y_labels(6)
+        .y_label_formatter(&|v| format!("{v:.2}"))
         .label_style(label_font())
         .axis_style(GREY)
         .light_line_style(TRANSPARENT)

@@ -23,6 +23,8 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--save-state DIR]  (after every epoch: weights, momentum and position, for --resume)
   [--resume DIR]  (go on from a saved state; the recipe comes from it)
   [--conv burn|im2col]  (how the 3x3 convolutions are computed; same results)
+   or: train --self-test [--backend flex|wgpu|vulkan]
+  (every operation training uses, on the device, against a CPU reference)
    or: train --fuzz N [--fuzz-seed S] [--fuzz-only NAME] [--sample DIR]
   (N mutated cases per file parser; DIR holds train_2000.bin, test_500.bin, batches.meta.txt)";
 
@@ -87,10 +89,9 @@ fn parse_args() -> Result<Args, String> {
             "--max-minutes" => max_minutes = Some(num(&a, it.next())?),
             "--save-state" => save_state = Some(it.next().map(PathBuf::from).ok_or("--save-state needs a folder")?),
             "--resume" => resume = Some(it.next().map(PathBuf::from).ok_or("--resume needs a folder")?),
-            "--conv" => match it.next().as_deref() {
-                Some("burn") => set_conv_algorithm(ConvAlgorithm::Burn),
-                Some("im2col") => set_conv_algorithm(ConvAlgorithm::Im2col),
-                _ => return Err("--conv takes burn or im2col".into()),
+            "--conv" => match it.next().as_deref().and_then(ConvAlgorithm::parse) {
+                Some(algorithm) => set_conv_algorithm(algorithm),
+                None => return Err("--conv takes burn or im2col".into()),
             },
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -216,8 +217,10 @@ fn train_epochs(
 }
 
 fn run() -> Result<(), String> {
-    if std::env::args().nth(1).as_deref() == Some("--fuzz") {
-        return fuzz();
+    match std::env::args().nth(1).as_deref() {
+        Some("--fuzz") => return fuzz(),
+        Some("--self-test") => return self_test(),
+        _ => {}
     }
     let args = parse_args()?;
     let t = Instant::now();
@@ -310,6 +313,28 @@ pub fn main() {
         eprintln!("{e}");
         std::process::exit(1);
     }
+}
+
+/// `train --self-test`: the GPU self-test of the page (src/selftest.rs) on a native backend.
+/// Exits non-zero when any check fails.
+fn self_test() -> Result<(), String> {
+    use cifar10_webgpu::selftest::{run, Fault};
+    let mut it = std::env::args().skip(2);
+    let mut backend = "flex".to_string();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--backend" => backend = it.next().ok_or("--backend needs a value")?,
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    let device = device(&backend)?;
+    let t = Instant::now();
+    let report = pollster::block_on(run(&device, &Fault::default()))?;
+    for c in &report.checks {
+        println!("{:<32} relative error {:.1e}  {}", c.name, c.error, if c.passed() { "ok" } else { "FAILED" });
+    }
+    println!("{} ({:.2}s)", report.summary(&backend), t.elapsed().as_secs_f64());
+    if report.passed() { Ok(()) } else { Err("self-test failed".into()) }
 }
 
 /// `train --fuzz N`: the seeded mutation fuzzer over every file parser (src/fuzz.rs), with

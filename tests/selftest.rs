@@ -1,0 +1,42 @@
+//! The GPU self-test (src/selftest.rs) on flex: every check passes, and a deliberately wrong
+//! result (the test-only `Fault` hook) is reported and excludes what it belongs to. The same
+//! checks run on SwiftShader's WebGPU in tests/web.rs and in the page.
+
+use burn::prelude::*;
+use cifar10_webgpu::model::ConvAlgorithm;
+use cifar10_webgpu::selftest::{run, Fault, TOLERANCE};
+
+fn report(fault: Option<&str>) -> cifar10_webgpu::selftest::Report {
+    pollster::block_on(run(&Device::flex(), &Fault(fault.map(String::from)))).expect("flex answers")
+}
+
+#[test]
+fn every_check_passes_on_flex() {
+    let r = report(None);
+    assert_eq!(r.checks.len(), 3 * ConvAlgorithm::ALL.len() + 9, "{r:?}");
+    for c in &r.checks {
+        assert!(c.passed(), "{} off by {:e}", c.name, c.error);
+    }
+    assert_eq!(r.usable_convs(), ConvAlgorithm::ALL.to_vec());
+    assert!(r.summary("flex").starts_with("GPU self-test passed on flex"), "{}", r.summary("flex"));
+}
+
+#[test]
+fn a_wrong_convolution_is_reported_and_excluded() {
+    let r = report(Some("conv im2col weight gradient"));
+    let bad: Vec<&str> = r.failures().map(|c| c.name.as_str()).collect();
+    assert_eq!(bad, ["conv im2col weight gradient"]);
+    assert!(r.failures().all(|c| c.error > TOLERANCE && c.error.is_finite()));
+    assert!(r.basics_ok());
+    assert_eq!(r.usable_convs(), [ConvAlgorithm::Burn]);
+    let s = r.summary("flex");
+    assert!(s.contains("FAILED") && s.contains("im2col convolutions will not be used") && s.contains("uses burn"), "{s}");
+}
+
+#[test]
+fn a_wrong_basic_refuses_the_gpu() {
+    let r = report(Some("batch-norm input gradient"));
+    assert!(!r.basics_ok());
+    assert!(r.usable_convs().is_empty());
+    assert!(r.summary("flex").contains("nothing will run on this GPU"), "{}", r.summary("flex"));
+}
