@@ -189,6 +189,15 @@ async fn wait_text(c: &Client, testid: &str, secs: u64, pred: impl Fn(&str) -> b
     }
 }
 
+/// Waits for WebGPU and the GPU self-test (GPU actions are refused until it has passed);
+/// returns the WebGPU status.
+async fn gpu_checked(c: &Client) -> String {
+    let status = wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
+    assert!(selftest.contains("passed"), "{selftest}");
+    status
+}
+
 async fn click(c: &Client, testid: &str) {
     c.find(Locator::Css(&format!("[data-testid='{testid}']")))
         .await
@@ -237,8 +246,36 @@ async fn page_shows_the_webgpu_adapter_without_console_errors() {
     // SwiftShader's adapter has a name; it is printed before the backend in parentheses.
     let name = status.trim_start_matches("WebGPU ready: ").split(" (").next().unwrap_or("");
     assert!(!name.is_empty() && name != "unnamed adapter", "{status}");
+    // The GPU self-test ran every check on this adapter and passed.
+    let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
+    assert!(selftest.starts_with(&format!("GPU self-test passed on {name}")), "{selftest}");
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
+/// A GPU whose results are wrong (the page's test-only `?selftest_fault=` corrupts one check):
+/// a wrong convolution algorithm is replaced by one that passed; wrong basics refuse every GPU
+/// action with a message, and the page stays usable.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failing_gpu_selftest_is_shown_and_acted_on() {
+    let site = open("selftest").await;
+    let c = &site.client;
+    c.goto(&format!("{}{SUB_PATH}?selftest_fault=conv%20burn%20forward", site.base)).await.unwrap();
+    let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
+    assert!(selftest.contains("FAILED") && selftest.contains("conv burn forward"), "{selftest}");
+    assert!(selftest.contains("burn convolutions will not be used; training uses im2col"), "{selftest}");
+
+    c.goto(&format!("{}{SUB_PATH}?selftest_fault=max-pool%20input%20gradient&width=0.0625&batch=8&bench_steps=1", site.base))
+        .await
+        .unwrap();
+    let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
+    assert!(selftest.contains("max-pool input gradient") && selftest.contains("nothing will run on this GPU"), "{selftest}");
+    click(c, "bench-run").await;
+    let message = wait_text(c, "train-message", 10, |t| !t.is_empty()).await;
+    assert!(message.contains("failed its self-test"), "{message}");
+    assert_eq!(text(c, "train-phase").await, "Idle");
+    assert!(text(c, "panic").await.is_empty());
     c.clone().close().await.unwrap();
 }
 
@@ -250,7 +287,7 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     let c = &site.client;
     let query = std::env::var("E2E_BENCH_QUERY").unwrap_or_else(|_| "width=0.125&batch=32&bench_steps=5".into());
     c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
-    let status = wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    let status = gpu_checked(c).await;
     // The query set the number of timed steps.
     let steps = query.split('&').find_map(|kv| kv.strip_prefix("bench_steps=")).unwrap_or("20");
     let button = wait_text(c, "bench-run", 10, |t| t.starts_with("Benchmark")).await;
@@ -266,7 +303,7 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     assert_eq!(text(c, "train-phase").await, "Idle");
     // `?conv=im2col` switches the page's convolutions to matmuls: same benchmark, other kernels.
     c.goto(&format!("{}{SUB_PATH}?{query}&conv=im2col&bench_steps=2", site.base)).await.unwrap();
-    wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    gpu_checked(c).await;
     click(c, "bench-run").await;
     let im2col = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
     println!("BENCH page step benchmark ({query}&conv=im2col&bench_steps=2): {im2col}");
@@ -281,7 +318,7 @@ async fn picking_the_tarball_loads_the_data_and_draws_the_preview() {
     let site = open("tarball").await;
     let c = &site.client;
     c.goto(&format!("{}{SUB_PATH}", site.base)).await.unwrap();
-    wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    gpu_checked(c).await;
     let input = c.find(Locator::Css("[data-testid='data-file']")).await.unwrap();
     let t = Instant::now();
     input.send_keys(&common::tarball().display().to_string()).await.unwrap();
@@ -307,7 +344,7 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
         &epochs=1&batch=32&width=0.0625&train_subset=128&test_subset=64&lr_steps=10";
     c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
-    wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    gpu_checked(c).await;
     // The query prefilled the form.
     let batch = c.find(Locator::Css("[data-testid='hp-batch']")).await.unwrap();
     assert_eq!(batch.prop("value").await.unwrap().as_deref(), Some("32"));

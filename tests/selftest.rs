@@ -1,6 +1,7 @@
 //! The GPU self-test (src/selftest.rs) on flex: every check passes, and a deliberately wrong
 //! result (the test-only `Fault` hook) is reported and excludes what it belongs to. The same
 //! checks run on SwiftShader's WebGPU in tests/web.rs and in the page.
+#![cfg(not(target_arch = "wasm32"))]
 
 use burn::prelude::*;
 use cifar10_webgpu::model::ConvAlgorithm;

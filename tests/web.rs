@@ -243,7 +243,7 @@ async fn pytorch_fixture_on_webgpu() {
     use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
     let info = gpu::init().await.expect("WebGPU adapter");
     let mut failures = Vec::new();
-    for algorithm in [ConvAlgorithm::Burn, ConvAlgorithm::Im2col] {
+    for algorithm in ConvAlgorithm::ALL {
         set_conv_algorithm(algorithm);
         let start = now();
         let report = fixture::run(&info.device).await.expect("fixture runs");
@@ -256,4 +256,23 @@ async fn pytorch_fixture_on_webgpu() {
     }
     set_conv_algorithm(ConvAlgorithm::Burn);
     assert!(failures.is_empty(), "differences from PyTorch on WebGPU:\n{}", failures.join("\n"));
+}
+
+/// The GPU self-test passes on the WebGPU adapter, and a deliberately wrong convolution result
+/// (the test-only fault hook) is reported and leaves only the other algorithm usable.
+#[wasm_bindgen_test]
+async fn gpu_selftest_on_webgpu() {
+    use cifar10_webgpu::model::ConvAlgorithm;
+    use cifar10_webgpu::selftest::{run, Fault};
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let start = now();
+    let report = run(&info.device, &Fault::default()).await.expect("self-test runs");
+    web_sys::console::log_1(&format!("{} ({:.1} s)", report.summary(&info.name), (now() - start) / 1000.0).into());
+    for c in &report.checks {
+        assert!(c.passed(), "{} off by {:e} on {}", c.name, c.error, info.name);
+    }
+    assert_eq!(report.usable_convs(), ConvAlgorithm::ALL.to_vec());
+    let faulty = run(&info.device, &Fault(Some("conv burn input gradient".into()))).await.expect("self-test runs");
+    assert!(!faulty.passed() && faulty.basics_ok());
+    assert_eq!(faulty.usable_convs(), [ConvAlgorithm::Im2col]);
 }

@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use super::gpu::GpuInfo;
 use super::loader::{self, Progress};
 use super::state::{control, with_engine, Phase, Place, Ui};
 use crate::augment::Normalization;
@@ -158,7 +159,46 @@ fn gpu_ready(ui: Ui, place: Place) -> Option<(TrainConfig, Device)> {
         ui.say_in(place, true, "WebGPU is not available, so nothing can run on the GPU (see the status above).");
         return None;
     };
+    match with_engine(|e| e.selftest.as_ref().map(|r| r.usable_convs().is_empty())) {
+        None => {
+            ui.say_in(place, true, "The GPU self-test is still running; try again in a moment.");
+            return None;
+        }
+        Some(true) => {
+            ui.say_in(place, true, "This GPU failed its self-test, so nothing runs on it (see the status above).");
+            return None;
+        }
+        Some(false) => {}
+    }
     check_limits(ui, place, &config, limit).then_some((config, device))
+}
+
+/// Runs the GPU self-test once WebGPU is up; a convolution algorithm that fails is replaced by
+/// one that passed, and if the basics fail every GPU action is refused (`gpu_ready`).
+pub async fn self_test(ui: Ui, gpu: GpuInfo) {
+    let fault = crate::selftest::Fault(ui.selftest_fault.get_untracked());
+    let report = match crate::selftest::run(&gpu.device, &fault).await {
+        Ok(r) => r,
+        Err(e) => {
+            ui.selftest.set(Some((false, format!("GPU self-test could not run on {}: {e}", gpu.name))));
+            // Nothing usable: refuse GPU actions, as for failed checks.
+            with_engine(|e| e.selftest = Some(crate::selftest::Report { checks: vec![crate::selftest::Check {
+                name: "read-back".into(),
+                conv: None,
+                error: f64::NAN,
+            }] }));
+            return;
+        }
+    };
+    let usable = report.usable_convs();
+    let current = crate::model::conv_algorithm();
+    if !usable.contains(&current) {
+        if let Some(&first) = usable.first() {
+            crate::model::set_conv_algorithm(first);
+        }
+    }
+    ui.selftest.set(Some((report.passed(), report.summary(&gpu.name))));
+    with_engine(|e| e.selftest = Some(report));
 }
 
 /// Training and the LR finder need the data too.

@@ -52,11 +52,11 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             }
             // An implementation choice, not a recipe setting: `?conv=im2col` lets a shared
             // link compare it with burn's convolution on the visitor's GPU.
-            "conv" => crate::model::set_conv_algorithm(if v == "im2col" {
-                crate::model::ConvAlgorithm::Im2col
-            } else {
-                crate::model::ConvAlgorithm::Burn
-            }),
+            "conv" => crate::model::set_conv_algorithm(
+                crate::model::ConvAlgorithm::parse(v).unwrap_or(crate::model::ConvAlgorithm::Burn),
+            ),
+            // Test-only: makes the named self-test check fail, to test what the page does then.
+            "selftest_fault" => ui.selftest_fault.set(Some(v.clone())),
             "bench_steps" => {
                 if let Ok(n) = v.parse::<usize>() {
                     ui.bench_steps.set(n.clamp(1, 500));
@@ -78,7 +78,8 @@ pub fn App() -> impl IntoView {
         let r = gpu::init().await;
         ui.gpu.set(Some(r.clone().map(|g| g.summary())));
         if let Ok(g) = r {
-            with_engine(|e| e.gpu = Some(g));
+            with_engine(|e| e.gpu = Some(g.clone()));
+            actions::self_test(ui, g).await;
         }
     });
     actions::load_cache(ui);
@@ -89,7 +90,10 @@ pub fn App() -> impl IntoView {
                     <h1>"ResNet-9 · CIFAR-10 · WebGPU"</h1>
                     <p class="sub">"Train the seed's ResNet-9 with One-Cycle SGD on your own GPU, in this tab."</p>
                 </div>
-                <WebGpuStatus ui=ui />
+                <div>
+                    <WebGpuStatus ui=ui />
+                    <SelfTestStatus ui=ui />
+                </div>
             </header>
             <div class="grid">
                 <DataPanel ui=ui />
@@ -118,6 +122,24 @@ pub fn WebGpuStatus(ui: Ui) -> impl IntoView {
                 None => "Starting WebGPU…".to_string(),
                 Some(Ok(s)) => s,
                 Some(Err(e)) => e,
+            }}
+        </p>
+    }
+}
+
+/// The GPU self-test's outcome: passed, or what failed and what the page does about it.
+#[component]
+pub fn SelfTestStatus(ui: Ui) -> impl IntoView {
+    view! {
+        <p data-testid="gpu-selftest" class=move || match ui.selftest.get() {
+            None => "status pending",
+            Some((true, _)) => "status ok",
+            Some((false, _)) => "status error",
+        }>
+            {move || match ui.selftest.get() {
+                None if matches!(ui.gpu.get(), Some(Err(_))) => String::new(),
+                None => "Checking the GPU's results…".to_string(),
+                Some((_, s)) => s,
             }}
         </p>
     }

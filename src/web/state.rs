@@ -34,6 +34,8 @@ pub enum Phase {
 #[derive(Default)]
 pub struct Engine {
     pub gpu: Option<GpuInfo>,
+    /// The GPU self-test's outcome (`None` while it runs).
+    pub selftest: Option<crate::selftest::Report>,
     pub data: Option<Rc<Cifar10>>,
     pub norm: Option<Normalization>,
     /// The latest consistent model on the GPU (epoch end, pause, stop or import).
@@ -71,6 +73,10 @@ pub enum Place {
 #[derive(Clone, Copy)]
 pub struct Ui {
     pub gpu: RwSignal<Option<Result<String, String>>>,
+    /// The self-test line: passed, and what it says.
+    pub selftest: RwSignal<Option<(bool, String)>>,
+    /// Test-only: the self-test check whose GPU result is corrupted (`?selftest_fault=`).
+    pub selftest_fault: RwSignal<Option<String>>,
     pub data_status: RwSignal<Option<String>>,
     pub data_error: RwSignal<Option<String>>,
     pub progress: RwSignal<Option<Progress>>,
@@ -107,6 +113,8 @@ impl Ui {
     pub fn new() -> Self {
         Self {
             gpu: RwSignal::new(None),
+            selftest: RwSignal::new(None),
+            selftest_fault: RwSignal::new(None),
             data_status: RwSignal::new(None),
             data_error: RwSignal::new(None),
             progress: RwSignal::new(None),
