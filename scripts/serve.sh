@@ -4,8 +4,8 @@
 # needs, and puts CIFAR-10 under data/ (git-ignored) so the page can load it by URL:
 #   CIFAR10_TARBALL=/path/cifar-10-binary.tar.gz scripts/serve.sh   # use a local tarball
 #   scripts/serve.sh                                              # download the official one
-# The build is cargo's release profile: the debug wasm spends ~330 ms more CPU per training
-# step (BENCHMARKS.md), which on a real GPU would be the bottleneck. It shares its cache
+# The build is cargo's release profile: the debug wasm spends ~360 ms more CPU per training
+# step (BENCHMARKS.md), which on a real GPU would be the bottleneck, and rebuilds no faster. It shares its cache
 # with scripts/build-release.sh (and the tests), so only the first build is slow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,6 @@ fi
 port=${PORT:-8080}
 echo
 echo "  Open http://127.0.0.1:$port/ in Chrome or Edge (WebGPU), then: Load from URL -> Train."
-echo "  (The first build takes about 10 minutes on 2 cores; later ones reuse the cache.)"
+echo "  (The first run, tools included, takes about 45 minutes on 2 cores; later ones reuse the cache.)"
 echo
 exec trunk serve --release --address 127.0.0.1 --port "$port"

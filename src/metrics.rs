@@ -38,6 +38,10 @@ pub struct EpochStats {
     pub test_acc: f32,
     pub total_time_s: f64,
     pub images_per_sec: f64,
+    /// GPU memory held by live tensors after the epoch, in MiB (burn's pool usage; `None` on a
+    /// backend that does not report it). Flat after the first epochs on a healthy run.
+    #[serde(default)]
+    pub gpu_mem_mib: Option<f64>,
 }
 
 impl EpochStats {
@@ -64,11 +68,11 @@ impl EpochStats {
 
     /// CSV header matching [`EpochStats::csv_line`].
     pub const CSV_HEADER: &'static str =
-        "epoch,lr,train_time_s,train_loss,train_acc,test_time_s,test_loss,test_acc,total_time_s,images_per_sec";
+        "epoch,lr,train_time_s,train_loss,train_acc,test_time_s,test_loss,test_acc,total_time_s,images_per_sec,gpu_mem_mib";
 
     pub fn csv_line(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             self.epoch,
             self.lr,
             self.train_time_s,
@@ -78,7 +82,8 @@ impl EpochStats {
             self.test_loss,
             self.test_acc,
             self.total_time_s,
-            self.images_per_sec
+            self.images_per_sec,
+            self.gpu_mem_mib.map(|m| format!("{m:.1}")).unwrap_or_default(),
         )
     }
 }

@@ -357,6 +357,8 @@ impl Trainer {
             test_acc: evaluation.accuracy,
             total_time_s: self.elapsed_ms / 1000.0,
             images_per_sec: epoch_images as f64 / train_time.max(1e-6),
+            // After the read-backs above, so the queue is drained and the figure is current.
+            gpu_mem_mib: self.device.memory_pool_usage().map(|u| u.bytes_in_use as f64 / (1u64 << 20) as f64),
         };
         self.epoch += 1;
         self.last_good = self.model.checkpoint();

@@ -154,7 +154,7 @@ async fn dashboard_components_follow_engine_events() {
     }));
     host.event(Event::Epoch(EpochStats {
         epoch: 1, lr: 0.4, train_time_s: 20.0, train_loss: 1.9, train_acc: 0.31, test_time_s: 2.0,
-        test_loss: 1.7, test_acc: 0.42, total_time_s: 22.0, images_per_sec: 256.0,
+        test_loss: 1.7, test_acc: 0.42, total_time_s: 22.0, images_per_sec: 256.0, gpu_mem_mib: Some(12.5),
     }));
     gloo::timers::future::TimeoutFuture::new(100).await;
     let progress = testid(&root, "train-progress").inner_text();
@@ -275,4 +275,52 @@ async fn gpu_selftest_on_webgpu() {
     let faulty = run(&info.device, &Fault(Some("conv burn input gradient".into()))).await.expect("self-test runs");
     assert!(!faulty.passed() && faulty.basics_ok());
     assert_eq!(faulty.usable_convs(), [ConvAlgorithm::Im2col]);
+}
+
+/// Long runs stay flat: a narrow net trains several epochs on the sample images and the GPU
+/// memory held by live tensors after each epoch (burn's pool usage, what the page shows beside
+/// images/s) does not grow after the second epoch. The slack (0.1 MiB) is a quarter of one
+/// leaked batch of these images (0.375 MiB), so a batch kept alive per epoch fails it.
+#[wasm_bindgen_test]
+async fn gpu_memory_stays_flat_over_epochs() {
+    use cifar10_webgpu::config::TrainConfig;
+    use cifar10_webgpu::train::{Control, Trainer};
+    struct Epochs(Vec<EpochStats>);
+    impl Host for Epochs {
+        fn now_ms(&self) -> f64 {
+            now()
+        }
+        fn control(&self) -> Control {
+            Control::Run
+        }
+        fn event(&mut self, event: Event) {
+            if let Event::Epoch(e) = event {
+                self.0.push(e);
+            }
+        }
+        async fn yield_now(&mut self) {}
+        async fn sleep_ms(&mut self, ms: u32) {
+            gloo::timers::future::TimeoutFuture::new(ms).await;
+        }
+    }
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let data = sample_data().await;
+    let mut config = TrainConfig::new();
+    config.width = 0.0625;
+    config.batch_size = 32;
+    config.epochs = 5;
+    config.peak_epoch = 1.0;
+    config.max_lr = 0.05;
+    config.train_subset = Some(128);
+    config.test_subset = Some(64);
+    let mut trainer = Trainer::new(config, &data, &info.device).expect("trainer");
+    let mut host = Epochs(Vec::new());
+    trainer.run(&data, &mut host).await.expect("training runs");
+    let mib: Vec<f64> = host.0.iter().map(|e| e.gpu_mem_mib.expect("the WebGPU backend reports its memory")).collect();
+    web_sys::console::log_1(&format!("GPU memory in use after each epoch on {}: {mib:?} MiB", info.name).into());
+    assert_eq!(mib.len(), 5);
+    assert!(mib[0] > 0.0, "{mib:?}");
+    for later in &mib[2..] {
+        assert!(*later <= mib[1] * 1.01 + 0.1, "GPU memory grew after the second epoch: {mib:?} MiB");
+    }
 }

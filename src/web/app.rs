@@ -350,12 +350,18 @@ pub fn TrainControls(ui: Ui) -> impl IntoView {
         let (step, elapsed, ips, epoch, batch) = last
             .map(|b| (b.step, b.elapsed_s, b.images_per_sec, b.epoch + 1, b.batch))
             .unwrap_or((0, 0.0, 0.0, 0, 0));
+        // GPU memory in use after the last epoch (read when the queue is drained anyway).
+        let memory = ui
+            .epochs
+            .with(|e| e.last().and_then(|e| e.gpu_mem_mib))
+            .map(|m| format!(" · GPU memory {m:.1} MiB"))
+            .unwrap_or_default();
         let eta = if step > 0 { elapsed / step as f64 * (total.saturating_sub(step)) as f64 } else { 0.0 };
         let pct = if total > 0 { 100.0 * step as f64 / total as f64 } else { 0.0 };
         (
             pct,
             format!(
-                "epoch {epoch}/{} · batch {batch}/{spe} · step {step}/{total} · elapsed {} · ETA {} · {ips:.0} images/s",
+                "epoch {epoch}/{} · batch {batch}/{spe} · step {step}/{total} · elapsed {} · ETA {} · {ips:.0} images/s{memory}",
                 ui.total_epochs.get(),
                 clock(elapsed),
                 clock(eta)
@@ -449,7 +455,8 @@ pub fn Charts(ui: Ui) -> impl IntoView {
 /// One row per epoch in the seed's log format.
 #[component]
 pub fn MetricsTable(ui: Ui) -> impl IntoView {
-    let headers: Vec<&str> = EpochStats::HEADER.split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
+    let mut headers: Vec<&str> = EpochStats::HEADER.split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
+    headers.push("GPU MiB");
     view! {
         <section class="card wide">
             <h2>"Epoch log"</h2>
@@ -469,6 +476,7 @@ pub fn MetricsTable(ui: Ui) -> impl IntoView {
                             <td>{format!("{:.4}", e.test_acc)}</td>
                             <td>{format!("{:.2}", e.total_time_s)}</td>
                             <td>{format!("{:.0}", e.images_per_sec)}</td>
+                            <td>{e.gpu_mem_mib.map(|m| format!("{m:.1}")).unwrap_or_default()}</td>
                         </tr>
                     }).collect_view()}
                 </tbody>
