@@ -369,6 +369,9 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     }
     let mistakes = text(c, "misclassified-count").await;
     assert!(mistakes.contains("misclassified of 64"), "{mistakes}");
+    // GPU memory in use beside images/s, and in the epoch log.
+    let progress = text(c, "train-progress").await;
+    assert!(progress.contains("images/s · GPU memory ") && progress.contains(" MiB"), "{progress}");
 
     std::fs::create_dir_all(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")).unwrap();
     // The whole page, top to bottom.
@@ -420,6 +423,66 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     c.find(Locator::Css("[data-testid='import-weights']")).await.unwrap().send_keys(&junk.display().to_string()).await.unwrap();
     let err = wait_text(c, "weights-message", 60, |t| t.contains("junk.safetensors")).await;
     assert!(err.contains("not a weights file"), "{err}");
+    assert!(text(c, "panic").await.is_empty());
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
+/// Misuse while training runs: a double-click on Train, the LR finder and the benchmark, an
+/// import of weights, loading the data again, clearing the cache and editing the recipe. Each
+/// either works or says why, and the run goes on to its end with the recipe it started with.
+#[tokio::test(flavor = "current_thread")]
+async fn misuse_during_training_leaves_the_run_intact() {
+    let site = open("misuse").await;
+    let c = &site.client;
+    let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
+        &epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32";
+    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    gpu_checked(c).await;
+    click(c, "data-load-url").await;
+    wait_text(c, "data-status", 120, |t| t.contains("2000 train")).await;
+
+    // A double-click starts one run (the button is disabled from the first click on).
+    c.execute(
+        "const b = document.querySelector(\"[data-testid='train-start']\"); b.click(); b.click(); \
+         b.dispatchEvent(new MouseEvent('dblclick', {bubbles: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_text(c, "train-phase", 60, |t| t == "Running").await;
+    for testid in ["train-start", "lr-finder-run", "bench-run"] {
+        let button = c.find(Locator::Css(&format!("[data-testid='{testid}']"))).await.unwrap();
+        assert!(!button.is_enabled().await.unwrap(), "{testid} is clickable while training");
+        // A click that reaches the handler anyway (scripted) starts nothing.
+        c.execute(&format!("document.querySelector(\"[data-testid='{testid}']\").click()"), vec![]).await.unwrap();
+    }
+    assert_eq!(text(c, "train-phase").await, "Running");
+
+    // Importing weights is refused, with the reason, in the Weights card.
+    let junk = site.downloads.join("any.safetensors");
+    std::fs::write(&junk, b"whatever").unwrap();
+    c.find(Locator::Css("[data-testid='import-weights']")).await.unwrap().send_keys(&junk.display().to_string()).await.unwrap();
+    let refused = wait_text(c, "weights-message", 30, |t| !t.is_empty()).await;
+    assert!(refused.contains("Stop training before importing weights"), "{refused}");
+
+    // Editing the recipe changes the next run, not this one.
+    let epochs = c.find(Locator::Css("[data-testid='hp-epochs']")).await.unwrap();
+    epochs.clear().await.unwrap();
+    epochs.send_keys("7").await.unwrap();
+    // Loading the data again and clearing the cache work; the run keeps the data it started with.
+    click(c, "data-load-url").await;
+    click(c, "data-clear-cache").await;
+    wait_text(c, "data-message", 30, |t| t.contains("ache")).await;
+
+    let phase = wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed" || t == "Stopped").await;
+    let message = text(c, "train-message").await;
+    assert_eq!(phase, "Finished", "{message}");
+    assert!(message.contains("Finished 2 epochs"), "{message}");
+    let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    wait_text(c, "data-status", 120, |t| t.contains("2000 train")).await;
     assert!(text(c, "panic").await.is_empty());
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
