@@ -159,16 +159,17 @@ fn gpu_ready(ui: Ui, place: Place) -> Option<(TrainConfig, Device)> {
         ui.say_in(place, true, "WebGPU is not available, so nothing can run on the GPU (see the status above).");
         return None;
     };
-    match with_engine(|e| e.selftest.as_ref().map(|r| r.usable_convs().is_empty())) {
+    let usable = with_engine(|e| e.selftest.as_ref().map(|r| r.as_ref().is_ok_and(|r| !r.usable_convs().is_empty())));
+    match usable {
         None => {
             ui.say_in(place, true, "The GPU self-test is still running; try again in a moment.");
             return None;
         }
-        Some(true) => {
+        Some(false) => {
             ui.say_in(place, true, "This GPU failed its self-test, so nothing runs on it (see the status above).");
             return None;
         }
-        Some(false) => {}
+        Some(true) => {}
     }
     check_limits(ui, place, &config, limit).then_some((config, device))
 }
@@ -181,12 +182,7 @@ pub async fn self_test(ui: Ui, gpu: GpuInfo) {
         Ok(r) => r,
         Err(e) => {
             ui.selftest.set(Some((false, format!("GPU self-test could not run on {}: {e}", gpu.name))));
-            // Nothing usable: refuse GPU actions, as for failed checks.
-            with_engine(|e| e.selftest = Some(crate::selftest::Report { checks: vec![crate::selftest::Check {
-                name: "read-back".into(),
-                conv: None,
-                error: f64::NAN,
-            }] }));
+            with_engine(|en| en.selftest = Some(Err(e)));
             return;
         }
     };
@@ -198,7 +194,7 @@ pub async fn self_test(ui: Ui, gpu: GpuInfo) {
         }
     }
     ui.selftest.set(Some((report.passed(), report.summary(&gpu.name))));
-    with_engine(|e| e.selftest = Some(report));
+    with_engine(|e| e.selftest = Some(Ok(report)));
 }
 
 /// Training and the LR finder need the data too.

@@ -34,8 +34,8 @@ pub enum Phase {
 #[derive(Default)]
 pub struct Engine {
     pub gpu: Option<GpuInfo>,
-    /// The GPU self-test's outcome (`None` while it runs).
-    pub selftest: Option<crate::selftest::Report>,
+    /// The GPU self-test's outcome (`None` while it runs; `Err` when the device did not answer).
+    pub selftest: Option<Result<crate::selftest::Report, String>>,
     pub data: Option<Rc<Cifar10>>,
     pub norm: Option<Normalization>,
     /// The latest consistent model on the GPU (epoch end, pause, stop or import).
