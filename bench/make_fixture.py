@@ -9,6 +9,15 @@ One-Cycle LR and momentum stepped after every batch):
 
   tests/fixtures/pytorch_init.safetensors   the initial state_dict (the README's PyTorch names,
                                              num_batches_tracked dropped): importable weights
+  tests/fixtures/pytorch_fast.safetensors   the `fast` preset's tricks on the same net and batches:
+                                             fast.loss (logits x 1/8, label smoothing 0.2) and
+                                             fgrad1.<name> of batch 0 (raw, before the BatchNorm
+                                             rules); fgradK.<name> of six free-running steps
+                                             (batches 0,1,2,0,1,2) and fstep6.<name>, every
+                                             parameter after them (frozen BatchNorm scales, bias
+                                             LR x64, Lookahead at step 5 and the end); tta.L =
+                                             the initial net's eval-mode logits of img (uint8,
+                                             normalised by norm_mean/norm_std) at TTA level L
   tests/fixtures/pytorch_steps.safetensors  x.K / y.K (batch K = 0, 1, 2), logits and loss of
                                              batch 0, gradK.<name> = every parameter's gradient
                                              at step K (1, 2, 3), step1.<name> = BatchNorm
@@ -27,7 +36,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from pytorch_reference import ResNet9
+from pytorch_reference import PRESETS, Lookahead, ResNet9, tta_logits
 
 SETTINGS = {
     "width": 0.125,  # channels 8, 16, 32, 64
@@ -184,6 +193,68 @@ def sensitivity(s, seed, draws=4):
     return worst_grad, worst_step3
 
 
+# Every trick on, whether or not the `fast` preset uses it (the proxy sweep left the BatchNorm
+# rules off there): each must match PyTorch to be offered at all.
+FAST_TRICKS = dict(PRESETS["fast"], bn_freeze_scale=1, bn_bias_lr=64.0)
+
+
+def fast_trajectory(s, seed):
+    """The fast preset's tricks on the fixture's net and batches (see the module docstring)."""
+    torch.manual_seed(seed)
+    model = ResNet9(s["width"])
+    xs = torch.randn(3, s["batch"], 3, 32, 32)
+    ys = torch.randint(0, 10, (3, s["batch"]))
+    fast = FAST_TRICKS
+    out = {}
+    # The initial net in eval mode, under test-time augmentation, on integer images.
+    g = torch.Generator().manual_seed(seed)
+    img = torch.randint(0, 256, (4, 3, 32, 32), generator=g, dtype=torch.uint8)
+    mean = torch.tensor([125.3, 123.0, 113.9]).view(1, 3, 1, 1)
+    std = torch.tensor([63.0, 62.1, 66.7]).view(1, 3, 1, 1)
+    probe = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for level in (1, 2):
+            out[f"tta.{level}"] = tta_logits(probe, (img.float() - mean) / std, level).contiguous()
+    out["img"] = img.contiguous()
+    out["norm_mean"], out["norm_std"] = mean.flatten().contiguous(), std.flatten().contiguous()
+    # The BatchNorm rules, the raw gradient of each bias kept for the fixture.
+    raw = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.requires_grad_(False)
+            module.bias.register_hook(lambda g, n=f"{name}.bias": (raw.__setitem__(n, g.detach().clone()), g * fast["bn_bias_lr"])[1])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(trainable, lr=s["max_lr"], momentum=0.9, nesterov=True, dampening=0,
+                          weight_decay=s["weight_decay"])
+    total = s["epochs"] * s["steps_per_epoch"]
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=s["max_lr"], total_steps=total, pct_start=s["peak_epoch"] / s["epochs"],
+        anneal_strategy="linear", div_factor=25.0, final_div_factor=1e4, three_phase=False,
+        cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
+    )
+    lookahead = Lookahead(model)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=fast["label_smoothing"])
+    model.train()
+    for step in range(1, total + 1):
+        x, y = xs[(step - 1) % 3], ys[(step - 1) % 3]
+        loss = loss_fn(model(x) * fast["logit_scale"], y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if step == 1:
+            out["fast.loss"] = loss.detach().reshape(1).clone()
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                out[f"fgrad{step}.{name}"] = (raw[name] if name in raw else p.grad).detach().clone().contiguous()
+        opt.step()
+        sched.step()
+        if step % 5 == 0:
+            lookahead.update(0.95 ** 5 * (step / total) ** 3)
+    lookahead.update(1.0)
+    for name, p in model.named_parameters():
+        out[f"fstep{total}.{name}"] = p.detach().clone().contiguous()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
@@ -207,6 +278,9 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     save_file(init, os.path.join(args.out, "pytorch_init.safetensors"))
     save_file(out, os.path.join(args.out, "pytorch_steps.safetensors"), metadata=meta)
+    fast = fast_trajectory(s, s["seed"])
+    fast_meta = dict(meta, **{f"fast_{k}": str(v) for k, v in FAST_TRICKS.items()})
+    save_file(fast, os.path.join(args.out, "pytorch_fast.safetensors"), metadata=fast_meta)
     print(f"torch {torch.__version__}: loss {out['loss'].item():.6f}, lrs {out['lr'].tolist()}, "
           f"momenta {out['momentum'].tolist()}; under a {PERTURBATION:g} weight perturbation the gradients "
           f"move {g:.1e} and the three-step weights {w:.1e} -> {args.out}")

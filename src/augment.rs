@@ -55,13 +55,25 @@ pub struct Augment {
     pub crop: bool,
     pub flip: bool,
     pub cutout: bool,
+    /// Alternating flip (with `flip`): `Some((seed, epoch))` flips each image by its own fixed
+    /// random bit in even epochs and by the opposite in odd ones; `None` tosses a coin.
+    pub alternating: Option<(u64, usize)>,
 }
 
 impl Augment {
     /// The recipe: crop, flip and cutout.
-    pub const FULL: Augment = Augment { crop: true, flip: true, cutout: true };
+    pub const FULL: Augment = Augment { crop: true, flip: true, cutout: true, alternating: None };
     /// Evaluation: none.
-    pub const NONE: Augment = Augment { crop: false, flip: false, cutout: false };
+    pub const NONE: Augment = Augment { crop: false, flip: false, cutout: false, alternating: None };
+}
+
+/// The fixed flip bit of training image `index` under the alternating flip (a splitmix64 hash
+/// of seed and index: the same on every platform, and independent of the epoch's RNG).
+pub fn flip_bit(seed: u64, index: usize) -> bool {
+    let mut z = seed.wrapping_add((index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) & 1 == 1
 }
 
 /// Mirrors an index into 0..32 as numpy's `reflect` padding does (edge not repeated).
@@ -99,6 +111,7 @@ pub fn cutout_window(cy: usize, cx: usize) -> (usize, usize, usize, usize) {
 /// Writes one augmented, normalised image (3x32x32 floats) into `out`.
 pub fn augment_into(
     src: &[u8],
+    index: usize,
     aug: Augment,
     norm: &Normalization,
     rng: &mut impl Rng,
@@ -110,14 +123,13 @@ pub fn augment_into(
     } else {
         (PAD, PAD)
     };
-    let flip = aug.flip && rng.random_bool(0.5);
+    let flip = match aug.alternating {
+        _ if !aug.flip => false,
+        Some((seed, epoch)) => flip_bit(seed, index) ^ (epoch % 2 == 1),
+        None => rng.random_bool(0.5),
+    };
     crop_flip(src, dy, dx, flip, scratch);
-    for c in 0..3 {
-        let (m, s) = (norm.mean[c], 1.0 / norm.std[c]);
-        for (o, &p) in out[c * PLANE..(c + 1) * PLANE].iter_mut().zip(&scratch[c * PLANE..]) {
-            *o = (p as f32 - m) * s;
-        }
-    }
+    normalize(scratch, norm, out);
     if aug.cutout {
         let (y0, y1, x0, x1) = cutout_window(rng.random_range(0..SIDE), rng.random_range(0..SIDE));
         for c in 0..3 {
@@ -126,6 +138,29 @@ pub fn augment_into(
             }
         }
     }
+}
+
+/// Pixels (planar bytes) to normalised floats.
+fn normalize(pixels: &[u8], norm: &Normalization, out: &mut [f32]) {
+    for c in 0..3 {
+        let (m, s) = (norm.mean[c], 1.0 / norm.std[c]);
+        for (o, &p) in out[c * PLANE..(c + 1) * PLANE].iter_mut().zip(&pixels[c * PLANE..]) {
+            *o = (p as f32 - m) * s;
+        }
+    }
+}
+
+/// One fixed view of each image, for test-time augmentation: the 32x32 window at (dy, dx) of
+/// the reflect-padded image (4, 4: the image itself), mirrored when `mirror`, normalised.
+pub fn view_batch(split: &Split, indices: &[usize], dy: usize, dx: usize, mirror: bool, norm: &Normalization) -> Batch {
+    let mut images = vec![0f32; indices.len() * IMAGE_BYTES];
+    let mut scratch = [0u8; IMAGE_BYTES];
+    for (k, &i) in indices.iter().enumerate() {
+        crop_flip(split.image(i), dy, dx, mirror, &mut scratch);
+        normalize(&scratch, norm, &mut images[k * IMAGE_BYTES..(k + 1) * IMAGE_BYTES]);
+    }
+    let labels = indices.iter().map(|&i| split.labels[i] as i64).collect();
+    Batch { images, labels }
 }
 
 /// A batch ready for upload: `[n, 3, 32, 32]` floats and `n` labels.
@@ -157,6 +192,7 @@ pub fn make_batch(
     for (k, &i) in indices.iter().enumerate() {
         augment_into(
             split.image(i),
+            i,
             aug,
             norm,
             rng,

@@ -2,7 +2,6 @@
 //! update) on whatever device it is given. The CLI's `--bench` and the page's Benchmark button
 //! both call it, so native and browser figures measure the same work.
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use crate::config::TrainConfig;
 use crate::data::{Split, IMAGE_BYTES};
 use crate::model::ResNet9;
 use crate::optim::NesterovSgd;
+use crate::tricks::Objective;
 use crate::train::{batch_tensors, device_error, Control, Host, TrainError};
 
 /// What one benchmark measured.
@@ -93,8 +93,8 @@ pub async fn bench_steps<H: Host>(
     // The step's cost does not depend on the momentum: the recipe's base value, held fixed.
     let (mut optim, _) = NesterovSgd::init(config.base_momentum, config.weight_decay);
     let norm = Normalization::from_split(train);
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let aug = Augment { crop: true, flip: true, cutout: config.cutout };
+    let objective = Objective::new(config, &model, &device);
+    let aug = Augment { cutout: config.cutout, ..Augment::FULL };
     let mut rng = augment::rng(config.seed, 5);
     let lr = config.max_lr * 0.1;
 
@@ -121,8 +121,8 @@ pub async fn bench_steps<H: Host>(
         let batch = augment::make_batch(train, &indices, aug, &norm, &mut rng);
         prep_ms += host.now_ms() - prep_start;
         let (images, labels) = batch_tensors(batch, &device);
-        let loss = loss_fn.forward(model.forward(images), labels);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let loss = objective.loss(objective.logits(&model, images), labels);
+        let grads = objective.adjust(GradientsParams::from_grads(loss.backward(), &model));
         model = optim.step(lr, model, grads);
         // Everything above ran on this thread without waiting for the GPU: nothing is read.
         host_ms += host.now_ms() - prep_start;

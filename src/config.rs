@@ -56,7 +56,83 @@ pub struct TrainConfig {
     /// How many of the most confident mistakes to keep after each evaluation.
     #[config(default = 32)]
     pub mistakes: usize,
+
+    // The tricks of the `fast` preset (see `TrainConfig::preset`). Each is off by default, so
+    // the default config stays the seed's recipe exactly.
+    /// Logits are multiplied by this before the loss and the softmax (Page: 1/8, which lets the
+    /// peak LR rise about eightfold). 1 = off.
+    #[config(default = 1.0)]
+    pub logit_scale: f64,
+    /// Label smoothing of the training loss, as a fraction of the target spread over all
+    /// classes (airbench: 0.2). 0 = off. The test loss stays plain cross-entropy.
+    #[config(default = 0.0)]
+    pub label_smoothing: f64,
+    /// Each image gets one fixed random flip bit; even epochs use it, odd epochs its opposite
+    /// (airbench), so consecutive epochs see both sides. Off: an independent coin every epoch.
+    #[config(default = false)]
+    pub alternating_flip: bool,
+    /// BatchNorm scales stay at 1: not trained, no weight decay (Page, airbench).
+    #[config(default = false)]
+    pub bn_freeze_scale: bool,
+    /// Learning-rate multiplier of BatchNorm biases, times the schedule's LR; their weight decay
+    /// is divided by it, so decay per step is unchanged (airbench: 64). 1 = off.
+    #[config(default = 1.0)]
+    pub bn_bias_lr: f64,
+    /// airbench's Lookahead: every 5 steps the slow weights (running statistics too) move
+    /// towards the trained ones by 1 - 0.95^5 x (progress)^3 and the trained ones are reset to
+    /// them; after the last step the slow weights are kept.
+    #[config(default = false)]
+    pub lookahead: bool,
+    /// Test-time augmentation at the last evaluation, in views: 0 the image only, 1 with its
+    /// mirror (2 passes), 2 also the mirrored pair shifted 1 pixel up-left and down-right (6
+    /// passes). Earlier epochs evaluate on the image only, to keep their cost.
+    #[config(default = 0)]
+    pub tta: usize,
 }
+
+/// The named recipes: `seed` (the default, the seed's exact recipe) and `fast`.
+pub const RECIPES: [&str; 2] = ["seed", "fast"];
+
+impl TrainConfig {
+    /// The config of a named recipe. `fast` is the seed's net and schedule with the tricks of
+    /// the fields above that helped on the proxy (BENCHMARKS.md), at 10 epochs and peak LR 0.4
+    /// (Page's LR for logits scaled by 1/8; the proxy sweep picked it over 0.2 and 0.8). The
+    /// BatchNorm rules stay off: frozen scales with bias LR x64 cost 2 points there.
+    pub fn preset(name: &str) -> Option<TrainConfig> {
+        match name {
+            "seed" => Some(TrainConfig::new()),
+            "fast" => {
+                let epochs = 10;
+                Some(
+                    TrainConfig::new()
+                        .with_epochs(epochs)
+                        .with_peak_epoch(TrainConfig::scaled_peak(epochs))
+                        .with_max_lr(0.4)
+                        .with_logit_scale(0.125)
+                        .with_label_smoothing(0.2)
+                        .with_alternating_flip(true)
+                        .with_lookahead(true)
+                        .with_tta(2),
+                )
+            }
+            _ => None,
+        }
+    }
+
+    /// The named recipe this config is, if its tricks and schedule match one exactly
+    /// (data subsets, width, seed and other run settings aside).
+    pub fn recipe_name(&self) -> Option<&'static str> {
+        RECIPES.into_iter().find(|name| {
+            TrainConfig::preset(name).is_some_and(|p| {
+                TRICK_FIELDS.iter().chain(["epochs", "max_lr", "peak_epoch"].iter()).all(|k| p.field(k) == self.field(k))
+            })
+        })
+    }
+}
+
+/// The form keys of the tricks (all off in `seed`).
+pub const TRICK_FIELDS: [&str; 7] =
+    ["logit_scale", "label_smoothing", "alternating_flip", "bn_freeze_scale", "bn_bias_lr", "lookahead", "tta"];
 
 impl TrainConfig {
     /// Checks ranges; the message names the field as the form and the CLI do.
@@ -93,12 +169,26 @@ impl TrainConfig {
         if self.read_every == 0 || self.eval_batch == 0 {
             errors.push("read_every and eval_batch must be positive".to_string());
         }
+        if !(self.logit_scale.is_finite() && self.logit_scale > 0.0 && self.logit_scale <= 100.0) {
+            errors.push("logit_scale must be in (0, 100]".to_string());
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            errors.push("label_smoothing must be in [0, 1)".to_string());
+        }
+        if !(self.bn_bias_lr.is_finite() && self.bn_bias_lr > 0.0 && self.bn_bias_lr <= 1000.0) {
+            errors.push("bn_bias_lr must be in (0, 1000]".to_string());
+        }
+        if self.tta > 2 {
+            errors.push("tta must be 0, 1 or 2".to_string());
+        }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 }
 
-/// The query-parameter / form keys, in form order, with their labels.
-pub const FORM_FIELDS: [(&str, &str); 12] = [
+/// The query-parameter / form keys, in form order, with their labels. `recipe` comes first: it
+/// sets every field below it to the preset's value, then the others given override it.
+pub const FORM_FIELDS: [(&str, &str); 20] = [
+    ("recipe", "Recipe"),
     ("epochs", "Epochs"),
     ("batch", "Batch size"),
     ("max_lr", "Max LR"),
@@ -111,7 +201,17 @@ pub const FORM_FIELDS: [(&str, &str); 12] = [
     ("train_subset", "Train subset (blank: all)"),
     ("test_subset", "Test subset (blank: all)"),
     ("seed", "Seed"),
+    ("logit_scale", "Logit scale"),
+    ("label_smoothing", "Label smoothing"),
+    ("alternating_flip", "Alternating flip"),
+    ("bn_freeze_scale", "Freeze BatchNorm scales"),
+    ("bn_bias_lr", "BatchNorm bias LR multiplier"),
+    ("lookahead", "Lookahead"),
+    ("tta", "Test-time augmentation (0-2)"),
 ];
+
+/// The form keys shown as checkboxes.
+pub const BOOL_FIELDS: [&str; 4] = ["cutout", "alternating_flip", "bn_freeze_scale", "lookahead"];
 
 impl TrainConfig {
     /// The form/query value of a field.
@@ -130,6 +230,14 @@ impl TrainConfig {
             "train_subset" => opt(self.train_subset),
             "test_subset" => opt(self.test_subset),
             "seed" => self.seed.to_string(),
+            "recipe" => self.recipe_name().unwrap_or("custom").to_string(),
+            "logit_scale" => self.logit_scale.to_string(),
+            "label_smoothing" => self.label_smoothing.to_string(),
+            "alternating_flip" => self.alternating_flip.to_string(),
+            "bn_freeze_scale" => self.bn_freeze_scale.to_string(),
+            "bn_bias_lr" => self.bn_bias_lr.to_string(),
+            "lookahead" => self.lookahead.to_string(),
+            "tta" => self.tta.to_string(),
             _ => String::new(),
         }
     }
@@ -148,6 +256,13 @@ impl TrainConfig {
                     Ok(0) | Err(_) => Err(format!("a positive whole number or blank, not \"{v}\"")),
                     Ok(n) => Ok(Some(n)),
                 }
+            }
+        };
+        let flag = |v: &str| -> Result<bool, String> {
+            match v {
+                "true" | "1" | "on" | "yes" => Ok(true),
+                "false" | "0" | "off" | "no" => Ok(false),
+                _ => Err("true or false".into()),
             }
         };
         let in_range = |x: f64, lo: f64, hi: f64, what: &str| -> Result<f64, String> {
@@ -179,13 +294,48 @@ impl TrainConfig {
             "max_momentum" => self.max_momentum = in_range(p(v, "a number")?, 0.0, 0.999, "a number")?,
             "base_momentum" => self.base_momentum = in_range(p(v, "a number")?, 0.0, 0.999, "a number")?,
             "wd" => self.weight_decay = in_range(p(v, "a number")?, 0.0, 0.1, "a number")?,
-            "cutout" => {
-                self.cutout = match v {
-                    "true" | "1" | "on" | "yes" => true,
-                    "false" | "0" | "off" | "no" => false,
-                    _ => return Err("true or false".into()),
+            "cutout" => self.cutout = flag(v)?,
+            "alternating_flip" => self.alternating_flip = flag(v)?,
+            "bn_freeze_scale" => self.bn_freeze_scale = flag(v)?,
+            "lookahead" => self.lookahead = flag(v)?,
+            "logit_scale" => {
+                let x: f64 = p(v, "a number")?;
+                if !(x > 0.0 && x <= 100.0) {
+                    return Err("above 0 and at most 100".into());
                 }
+                self.logit_scale = x;
             }
+            "label_smoothing" => {
+                let x: f64 = p(v, "a number")?;
+                if !(0.0..1.0).contains(&x) {
+                    return Err("at least 0 and below 1".into());
+                }
+                self.label_smoothing = x;
+            }
+            "bn_bias_lr" => {
+                let x: f64 = p(v, "a number")?;
+                if !(x > 0.0 && x <= 1000.0) {
+                    return Err("above 0 and at most 1000".into());
+                }
+                self.bn_bias_lr = x;
+            }
+            "tta" => {
+                let n: usize = p(v, "0, 1 or 2")?;
+                if n > 2 {
+                    return Err("0, 1 or 2".into());
+                }
+                self.tta = n;
+            }
+            "recipe" => match TrainConfig::preset(v) {
+                // Run settings (subsets, width, seed) survive a change of recipe.
+                Some(preset) => {
+                    for key in TRICK_FIELDS.iter().chain(["epochs", "max_lr", "peak_epoch"].iter()) {
+                        self.set_field(key, &preset.field(key))?;
+                    }
+                }
+                None if v == "custom" => {}
+                None => return Err(format!("one of {}, not \"{v}\"", RECIPES.join(", "))),
+            },
             "width" => {
                 let x: f64 = p(v, "a number")?;
                 if !(x >= 1.0 / 64.0 && x <= 4.0) {
@@ -207,6 +357,9 @@ impl TrainConfig {
         let mut config = TrainConfig::new();
         let mut errors = Vec::new();
         let mut peak_given = false;
+        // The recipe first, wherever it stands, so the other fields given override it.
+        let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+        pairs.sort_by_key(|(k, _)| *k != "recipe");
         for (k, v) in pairs {
             if FORM_FIELDS.iter().any(|(key, _)| *key == k) {
                 peak_given |= k == "peak_epoch";
@@ -231,13 +384,21 @@ impl TrainConfig {
         (d.peak_epoch * epochs as f64 / d.epochs as f64 * 1e4).round() / 1e4
     }
 
-    /// The query string carrying every field that differs from the defaults.
+    /// The query string: the nearest recipe (unless `seed`), then every field that differs
+    /// from it.
     pub fn to_query(&self) -> String {
-        let defaults = TrainConfig::new();
-        FORM_FIELDS
+        let differing = |base: &TrainConfig| -> Vec<&str> {
+            FORM_FIELDS.iter().map(|(k, _)| *k).filter(|k| *k != "recipe" && self.field(k) != base.field(k)).collect()
+        };
+        let (name, keys) = RECIPES
             .iter()
-            .filter(|(k, _)| self.field(k) != defaults.field(k))
-            .map(|(k, _)| format!("{k}={}", self.field(k)))
+            .filter_map(|name| TrainConfig::preset(name).map(|p| (*name, differing(&p))))
+            .min_by_key(|(_, keys)| keys.len())
+            .unwrap_or(("seed", differing(&TrainConfig::new())));
+        let recipe = (name != "seed").then(|| format!("recipe={name}"));
+        recipe
+            .into_iter()
+            .chain(keys.iter().map(|k| format!("{k}={}", self.field(k))))
             .collect::<Vec<_>>()
             .join("&")
     }

@@ -17,6 +17,7 @@ pub mod resume;
 pub mod schedule;
 pub mod selftest;
 pub mod train;
+pub mod tricks;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,7 +1,6 @@
 //! LR range test: an exponential sweep of the learning rate over a few hundred steps on a fresh
 //! copy of the model, recording the smoothed loss.
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -11,6 +10,7 @@ use crate::config::TrainConfig;
 use crate::data::Cifar10;
 use crate::model::ResNet9;
 use crate::optim::NesterovSgd;
+use crate::tricks::Objective;
 use crate::train::{batch_tensors, device_error, Control, Event, Host, TrainError};
 
 /// Settings of the sweep.
@@ -97,8 +97,9 @@ pub async fn find_lr<H: Host>(
     let mut model = ResNet9::new(train.width, &device);
     let (mut optim, _momentum) = NesterovSgd::init(train.base_momentum, train.weight_decay);
     let norm = Normalization::from_split(&data.train);
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let aug = Augment { crop: true, flip: true, cutout: train.cutout };
+    // The recipe's own loss (logit scale, smoothing) and BatchNorm rules: the LR it finds is for them.
+    let objective = Objective::new(train, &model, &device);
+    let aug = Augment { cutout: train.cutout, ..Augment::FULL };
     let mut rng = augment::rng(train.seed, 77);
     let steps = finder.steps.max(2);
     let ratio = (finder.end_lr / finder.start_lr).ln();
@@ -118,10 +119,10 @@ pub async fn find_lr<H: Host>(
         let batch = augment::make_batch(&data.train, &indices, aug, &norm, &mut rng);
         let (images, labels) = batch_tensors(batch, &device);
         let lr = finder.start_lr * (ratio * step as f64 / (steps - 1) as f64).exp();
-        let loss = loss_fn.forward(model.forward(images), labels);
+        let loss = objective.loss(objective.logits(&model, images), labels);
         pending.push(loss.clone().detach());
         result.lrs.push(lr);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = objective.adjust(GradientsParams::from_grads(loss.backward(), &model));
         model = optim.step(lr, model, grads);
 
         if pending.len() >= finder.read_every || step + 1 == steps {

@@ -23,6 +23,8 @@ use crate::weights::{self, Snapshot};
 const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const STATE_FILE: &str = "state.json";
+/// Lookahead's slow weights, only for a recipe that uses it.
+const SLOW_FILE: &str = "slow.bpk";
 
 /// Where the run stands (`state.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,6 +73,11 @@ impl Trainer {
         let model = snapshot.to_burnpack().map_err(|e| e.to_string())?;
         std::fs::write(fresh.join(MODEL_FILE), model).map_err(|e| io(&fresh, e))?;
         self.optim.save(fresh.join(OPTIMIZER_FILE)).map_err(|e| io(&fresh, format!("{e:?}")))?;
+        if let Some(lookahead) = &self.lookahead {
+            let slow = pollster::block_on(weights::snapshot(&lookahead.slow)).map_err(|e| e.to_string())?;
+            std::fs::write(fresh.join(SLOW_FILE), slow.to_burnpack().map_err(|e| e.to_string())?)
+                .map_err(|e| io(&fresh, e))?;
+        }
         let json = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
         std::fs::write(fresh.join(STATE_FILE), json).map_err(|e| io(&fresh, e))?;
         let _ = std::fs::remove_dir_all(&old);
@@ -93,8 +100,24 @@ impl Trainer {
         };
         let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| io(&dir.join(name), e));
         let (state, model, optimizer) = (read(STATE_FILE)?, read(MODEL_FILE)?, read(OPTIMIZER_FILE)?);
-        Self::resume_from_bytes(&state, &model, &optimizer, data, device)
-            .map_err(|e| format!("{}: {e}", dir.display()))
+        let mut trainer = Self::resume_from_bytes(&state, &model, &optimizer, data, device)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        if trainer.lookahead.is_some() {
+            trainer.restore_slow(&read(SLOW_FILE)?).map_err(|e| format!("{}: {SLOW_FILE}: {e}", dir.display()))?;
+        }
+        Ok(trainer)
+    }
+
+    /// Loads Lookahead's slow weights (checked against the model like any weights file).
+    pub fn restore_slow(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let Some(lookahead) = self.lookahead.as_mut() else {
+            return Err("this recipe has no Lookahead".into());
+        };
+        let snapshot = Snapshot::from_burnpack(bytes).map_err(|e| e.to_string())?;
+        snapshot.check_size(self.config.width).map_err(|e| e.to_string())?;
+        let slow = weights::apply_with_ids(lookahead.slow.clone(), snapshot.tensors, None).map_err(|e| e.to_string())?;
+        lookahead.slow = slow.checkpoint();
+        Ok(())
     }
 
     /// [`Trainer::resume`] from the three files' contents. Every field a file controls is

@@ -6,7 +6,6 @@
 
 use std::future::Future;
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
@@ -17,6 +16,7 @@ use crate::metrics::{BatchStats, EpochStats, Evaluation, RunLog};
 use crate::model::{trainable_params, ResNet9};
 use crate::optim::{MomentumHandle, NesterovSgd};
 use crate::schedule::OneCycle;
+use crate::tricks::{lookahead_decay, scale_logits, Lookahead, Objective, LOOKAHEAD_EVERY};
 
 /// What the host wants the loop to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +114,10 @@ pub struct Trainer {
     pub last_good: ResNet9,
     pub(crate) optim: ModuleOptimizer,
     momentum: MomentumHandle,
+    /// The recipe's loss and BatchNorm gradient rules.
+    objective: Objective,
+    /// The slow weights, when the recipe uses Lookahead.
+    pub lookahead: Option<Lookahead>,
     pub schedule: OneCycle,
     pub steps_per_epoch: usize,
     /// Optimiser steps done.
@@ -157,6 +161,8 @@ impl Trainer {
         schedule.base_momentum = config.base_momentum;
         schedule.max_momentum = config.max_momentum;
         let (optim, momentum) = NesterovSgd::init(config.max_momentum, config.weight_decay);
+        let objective = Objective::new(&config, &model, &device);
+        let lookahead = config.lookahead.then(|| Lookahead::new(&model));
         let log = RunLog {
             config: serde_json::to_value(&config).unwrap_or_default(),
             parameters: trainable_params(&model),
@@ -167,6 +173,8 @@ impl Trainer {
             model,
             optim,
             momentum,
+            objective,
+            lookahead,
             schedule,
             steps_per_epoch,
             step: 0,
@@ -182,23 +190,36 @@ impl Trainer {
 
     /// One optimiser step of the recipe on a batch already on the device, at the schedule's
     /// LR and momentum for `self.step`: forward in training mode (BatchNorm on batch
-    /// statistics, running statistics updated), mean cross-entropy, backward, Nesterov SGD.
+    /// statistics, running statistics updated), mean cross-entropy (of scaled logits, label
+    /// smoothed, when the recipe says so), backward, Nesterov SGD.
     /// Returns the loss and the detached logits, still on the device, and the LR used.
     pub fn train_step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<2>, f64, f64) {
-        let logits = self.model.forward(images);
-        let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits.clone(), labels);
+        let logits = self.objective.logits(&self.model, images);
+        let loss = self.objective.loss(logits.clone(), labels);
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         let (lr, momentum) = self.apply_gradients(grads);
         (loss.detach(), logits.detach(), lr, momentum)
     }
 
-    /// The optimiser half of [`Trainer::train_step`]: Nesterov SGD with the schedule's LR and
-    /// momentum for `self.step`, then the step counter moves on. Returns (LR, momentum) used.
+    /// The optimiser half of [`Trainer::train_step`]: the recipe's BatchNorm gradient rules,
+    /// Nesterov SGD with the schedule's LR and momentum for `self.step`, then the step counter
+    /// moves on, and Lookahead every 5 steps (and after the last). Returns (LR, momentum) used.
     pub fn apply_gradients(&mut self, grads: GradientsParams) -> (f64, f64) {
         let (lr, momentum) = self.schedule.at(self.step);
         self.momentum.set(momentum);
+        let grads = self.objective.adjust(grads);
         self.model = self.optim.step(lr, self.model.clone(), grads);
         self.step += 1;
+        let total = self.config.epochs * self.steps_per_epoch;
+        if let Some(lookahead) = self.lookahead.as_mut() {
+            if self.step % LOOKAHEAD_EVERY == 0 {
+                self.model = lookahead.update(self.model.clone(), lookahead_decay(self.step, total));
+            }
+            if self.step == total {
+                // The run ends on the slow weights.
+                self.model = lookahead.update(self.model.clone(), 1.0);
+            }
+        }
         (lr, momentum)
     }
 
@@ -254,7 +275,12 @@ impl Trainer {
     /// One epoch of training followed by an evaluation of the test split.
     pub async fn run_epoch<H: Host>(&mut self, data: &Cifar10, host: &mut H) -> Result<(), TrainError> {
         let cfg = self.config.clone();
-        let aug = Augment { crop: true, flip: true, cutout: cfg.cutout };
+        let aug = Augment {
+            crop: true,
+            flip: true,
+            cutout: cfg.cutout,
+            alternating: cfg.alternating_flip.then_some((cfg.seed, self.epoch)),
+        };
         let batches = augment::epoch_batches(data.train.len(), cfg.batch_size, cfg.seed, self.epoch);
         let mut rng = augment::rng(cfg.seed, 2_000 + self.epoch as u64);
 
@@ -324,16 +350,12 @@ impl Trainer {
             host.yield_now().await;
         }
         let train_end = host.now_ms();
-        let evaluation = evaluate(
-            &self.model,
-            &data.test,
-            &self.norm,
-            cfg.eval_batch,
-            cfg.mistakes,
-            &self.device,
-            host,
-        )
-        .await?;
+        // Test-time augmentation costs up to 6 passes: only the final evaluation pays it.
+        let tta = if self.epoch + 1 == cfg.epochs { cfg.tta } else { 0 };
+        let view = EvalView { logit_scale: cfg.logit_scale, tta };
+        let evaluation =
+            evaluate(&self.model, &data.test, &self.norm, cfg.eval_batch, cfg.mistakes, view, &self.device, host)
+                .await?;
         let end = host.now_ms();
         self.elapsed_ms += end - epoch_start;
         // The training loss can stay finite while BatchNorm's running variance overflows
@@ -359,6 +381,7 @@ impl Trainer {
             images_per_sec: epoch_images as f64 / train_time.max(1e-6),
             // After the read-backs above, so the queue is drained and the figure is current.
             gpu_mem_mib: self.device.memory_pool_usage().map(|u| u.bytes_in_use as f64 / (1u64 << 20) as f64),
+            tta,
         };
         self.epoch += 1;
         self.last_good = self.model.checkpoint();
@@ -372,15 +395,79 @@ impl Trainer {
     }
 }
 
+/// How an evaluation turns images into probabilities: the recipe's logit scale and its
+/// test-time augmentation level (`TrainConfig::tta`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalView {
+    pub logit_scale: f64,
+    pub tta: usize,
+}
+
+impl EvalView {
+    /// The seed recipe's: plain logits, one view.
+    pub const PLAIN: EvalView = EvalView { logit_scale: 1.0, tta: 0 };
+
+    /// The views averaged, as (crop offset y, x in the reflect-padded image, mirrored, weight):
+    /// the image; with its mirror; and those shifted one pixel up-left and down-right.
+    pub fn views(&self) -> Vec<(usize, usize, bool, f32)> {
+        let p = augment::PAD;
+        match self.tta {
+            0 => vec![(p, p, false, 1.0)],
+            1 => vec![(p, p, false, 0.5), (p, p, true, 0.5)],
+            _ => {
+                let mut v = vec![(p, p, false, 0.25), (p, p, true, 0.25)];
+                for o in [p - 1, p + 1] {
+                    v.extend([(o, o, false, 0.125), (o, o, true, 0.125)]);
+                }
+                v
+            }
+        }
+    }
+}
+
+/// The logits of some images under test-time augmentation: the views' logits, weighted and
+/// summed (unscaled: the logit scale is applied by the caller, as to any logits). `model` is in
+/// evaluation mode on a device without autodiff.
+pub fn view_logits(
+    model: &ResNet9,
+    split: &Split,
+    indices: &[usize],
+    norm: &Normalization,
+    view: EvalView,
+    device: &Device,
+) -> Tensor<2> {
+    let views = view.views();
+    let mut rng = augment::rng(0, 0);
+    let mut sum: Option<Tensor<2>> = None;
+    for &(dy, dx, mirror, weight) in &views {
+        let batch = if views.len() == 1 {
+            augment::make_batch(split, indices, Augment::NONE, norm, &mut rng)
+        } else {
+            augment::view_batch(split, indices, dy, dx, mirror, norm)
+        };
+        let (images, _) = batch_tensors(batch, device);
+        let out = model.forward(images);
+        let out = if views.len() == 1 { out } else { out.mul_scalar(weight) };
+        sum = Some(match sum.take() {
+            Some(s) => s + out,
+            None => out,
+        });
+    }
+    sum.unwrap_or_else(|| Tensor::zeros([indices.len(), 10], device))
+}
+
 /// Evaluates `model` on a split: loss, accuracy, confusion matrix and the most confident
 /// mistakes. The softmax probabilities (10 floats an image) stay on the device until the last
 /// batch is queued, then come back in one read: no batch waits for the one before it.
+/// With test-time augmentation, the logits of the views are averaged before the softmax.
+#[allow(clippy::too_many_arguments)]
 pub async fn evaluate<H: Host>(
     model: &ResNet9,
     split: &Split,
     norm: &Normalization,
     eval_batch: usize,
     keep_mistakes: usize,
+    view: EvalView,
     device: &Device,
     host: &mut H,
 ) -> Result<Evaluation, TrainError> {
@@ -390,13 +477,11 @@ pub async fn evaluate<H: Host>(
     if split.is_empty() {
         return Ok(eval);
     }
-    let mut rng = augment::rng(0, 0);
     let indices: Vec<usize> = (0..split.len()).collect();
     let mut probs = Vec::new();
     for chunk in indices.chunks(eval_batch.max(1)) {
-        let batch = augment::make_batch(split, chunk, Augment::NONE, norm, &mut rng);
-        let (images, _) = batch_tensors(batch, &device);
-        probs.push(burn::tensor::activation::softmax(model.forward(images), 1));
+        let logits = view_logits(&model, split, chunk, norm, view, &device);
+        probs.push(burn::tensor::activation::softmax(scale_logits(logits, view.logit_scale), 1));
         host.yield_now().await;
     }
     let probs = Tensor::cat(probs, 0).into_data_async().await.map_err(device_error)?;

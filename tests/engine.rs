@@ -392,28 +392,48 @@ fn lr_finder_curve_falls_then_rises_on_real_data() {
     println!("lr finder: steepest {:?} min/10 {:?} diverged {}", r.steepest, r.min_over_10, r.diverged);
 }
 
-#[test]
-fn a_resumed_run_ends_with_the_same_weights_as_an_unbroken_one() {
-    let data = sample_data();
-    let config = TrainConfig::new()
+fn resume_config(recipe: &str) -> TrainConfig {
+    TrainConfig::preset(recipe)
+        .unwrap()
         .with_epochs(2)
         .with_batch_size(32)
         .with_width(0.0625)
         .with_train_subset(Some(256))
         .with_test_subset(Some(64))
         .with_peak_epoch(0.5)
-        .with_max_lr(0.1);
+        .with_max_lr(0.1)
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_same_weights_as_an_unbroken_one() {
+    resume_matches_unbroken(resume_config("seed"), "seed");
+}
+
+/// The fast preset's state spans more than weights and momentum: Lookahead's slow weights
+/// (updated at step 5, inside the first epoch, and again after the break) travel in the state,
+/// and the alternating flip depends only on seed and epoch.
+#[test]
+fn a_resumed_fast_run_ends_with_the_same_weights_as_an_unbroken_one() {
+    let config = resume_config("fast").with_bn_freeze_scale(true).with_bn_bias_lr(4.0);
+    assert!(config.lookahead && config.alternating_flip && config.tta == 2);
+    let log = resume_matches_unbroken(config, "fast");
+    // Only the last evaluation pays for test-time augmentation.
+    assert_eq!(log.epochs.iter().map(|e| e.tta).collect::<Vec<_>>(), [0, 2]);
+}
+
+fn resume_matches_unbroken(config: TrainConfig, name: &str) -> cifar10_webgpu::metrics::RunLog {
+    let data = sample_data();
     let device = Device::flex();
     let weights_of = |t: &Trainer| pollster::block_on(weights::snapshot(&t.model)).unwrap().tensors;
 
     // Both runs start from one saved initial state: the seeded initialisation draws from a
     // device-wide RNG that tests running in parallel also draw from.
-    let start = std::env::temp_dir().join(format!("cifar10-start-{}", std::process::id()));
+    let start = std::env::temp_dir().join(format!("cifar10-start-{name}-{}", std::process::id()));
     Trainer::new(config, &data, &device).unwrap().save_state(&start).unwrap();
     let mut unbroken = Trainer::resume(&start, &data, &device).unwrap();
     pollster::block_on(unbroken.run(&data, &mut TestHost::new())).unwrap();
 
-    let dir = std::env::temp_dir().join(format!("cifar10-resume-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("cifar10-resume-{name}-{}", std::process::id()));
     let mut first = Trainer::resume(&start, &data, &device).unwrap();
     std::fs::remove_dir_all(&start).unwrap();
     let subset = data.subset(first.config.train_subset, first.config.test_subset);
@@ -434,6 +454,7 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_unbroken_one() {
         assert_eq!(x, y, "{name} differs after resuming");
     }
     assert_eq!(resumed.log.epochs.len(), 2);
+    let log = resumed.log.clone();
 
     // A state that is not one is refused with its path in the message.
     std::fs::write(dir.join("state.json"), b"{ not json").unwrap();
@@ -442,6 +463,7 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_unbroken_one() {
     std::fs::remove_dir_all(&dir).unwrap();
     let err = Trainer::resume(&dir, &data, &device).err().unwrap();
     assert!(err.contains("no saved training state"), "{err}");
+    log
 }
 
 #[test]

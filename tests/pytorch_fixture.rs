@@ -18,7 +18,9 @@ fn pytorch_fixture() {
         set_conv_algorithm(algorithm);
         let report = pollster::block_on(fixture::run(&device)).expect("fixture runs");
         println!("flex, {algorithm:?}: {}", report.summary());
-        for c in report.failures() {
+        let fast = pollster::block_on(fixture::run_fast(&device)).expect("fast fixture runs");
+        println!("flex, {algorithm:?}, fast preset: {}", fast.fast_summary());
+        for c in report.failures().into_iter().chain(fast.failures()) {
             failures.push(format!("{algorithm:?}: {} off by {:.2e} (tolerance {:.0e})", c.what, c.error, c.tolerance));
         }
     }

@@ -154,7 +154,7 @@ async fn dashboard_components_follow_engine_events() {
     }));
     host.event(Event::Epoch(EpochStats {
         epoch: 1, lr: 0.4, train_time_s: 20.0, train_loss: 1.9, train_acc: 0.31, test_time_s: 2.0,
-        test_loss: 1.7, test_acc: 0.42, total_time_s: 22.0, images_per_sec: 256.0, gpu_mem_mib: Some(12.5),
+        test_loss: 1.7, test_acc: 0.42, total_time_s: 22.0, images_per_sec: 256.0, gpu_mem_mib: Some(12.5), tta: 0,
     }));
     gloo::timers::future::TimeoutFuture::new(100).await;
     let progress = testid(&root, "train-progress").inner_text();

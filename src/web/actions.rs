@@ -250,6 +250,7 @@ pub fn start_training(ui: Ui) {
     ui.evaluation.set(None);
     ui.message.set(None);
     ui.total_epochs.set(config.epochs);
+    ui.lookahead.set(config.lookahead);
     ui.phase.set(Phase::Running);
     with_engine(|e| {
         e.log = trainer.log.clone();

@@ -9,8 +9,8 @@ use super::charts;
 use super::gpu;
 use super::state::{with_engine, Phase, Ui};
 use crate::augment::{self, Augment};
-use crate::config::{TrainConfig, FORM_FIELDS};
-use crate::metrics::EpochStats;
+use crate::config::{TrainConfig, BOOL_FIELDS, FORM_FIELDS, RECIPES};
+use crate::metrics::{clock, crossings_summary, first_crossings, EpochStats, TARGETS};
 
 /// Reads `?key=value` pairs of the page URL.
 pub fn query_pairs() -> Vec<(String, String)> {
@@ -229,6 +229,27 @@ pub fn SampleGrid(ui: Ui) -> impl IntoView {
     }
 }
 
+/// Keeps the recipe selector and the fields in step: choosing a recipe fills every field it
+/// sets (run settings such as width, subsets and seed stay); editing a field shows the recipe
+/// the form now matches, or "custom".
+fn sync_recipe(ui: Ui, recipe_changed: bool) {
+    let form = ui.form.get_untracked();
+    let recipe = form.iter().find(|(k, _)| k == "recipe").map(|(_, v)| v.clone()).unwrap_or_default();
+    let others = form.iter().filter(|(k, _)| k != "recipe").map(|(k, v)| (k.as_str(), v.as_str()));
+    let (mut config, errors) = TrainConfig::from_pairs(others);
+    if recipe_changed && config.set_field("recipe", &recipe).is_err() || !errors.is_empty() && !recipe_changed {
+        return;
+    }
+    ui.form.update(|f| {
+        for (k, v) in f.iter_mut() {
+            let bad = errors.iter().any(|(key, _)| key == k);
+            if (recipe_changed && !bad) || k == "recipe" {
+                *v = config.field(k);
+            }
+        }
+    });
+}
+
 /// The hyper-parameter form, prefilled from the URL, with a shareable link.
 #[component]
 pub fn HyperParams(ui: Ui) -> impl IntoView {
@@ -241,7 +262,7 @@ pub fn HyperParams(ui: Ui) -> impl IntoView {
         let value = move || ui.form.get().iter().find(|(k, _)| *k == k1).map(|(_, v)| v.clone()).unwrap_or_default();
         let error = move || ui.form_errors.get().iter().find(|(k, _)| *k == k2).map(|(_, e)| e.clone());
         let on_input = move |ev: leptos::ev::Event| {
-            let v = if k3 == "cutout" {
+            let v = if BOOL_FIELDS.contains(&k3.as_str()) {
                 let input: web_sys::HtmlInputElement = event_target(&ev);
                 input.checked().to_string()
             } else {
@@ -252,9 +273,18 @@ pub fn HyperParams(ui: Ui) -> impl IntoView {
                     slot.1 = v;
                 }
             });
+            sync_recipe(ui, k3 == "recipe");
             let _ = actions::form_config(ui);
         };
-        let input = if key == "cutout" {
+        let input = if key == "recipe" {
+            let value = value.clone();
+            let options = RECIPES
+                .iter()
+                .chain(["custom"].iter())
+                .map(|r| view! { <option value=*r>{*r}</option> })
+                .collect_view();
+            view! { <select data-testid="hp-recipe" prop:value=value on:change=on_input>{options}</select> }.into_any()
+        } else if BOOL_FIELDS.contains(&key.as_str()) {
             let value = value.clone();
             view! { <input type="checkbox" data-testid=format!("hp-{key}") prop:checked=move || value() == "true" on:change=on_input /> }.into_any()
         } else {
@@ -333,11 +363,6 @@ pub fn LrFinder(ui: Ui) -> impl IntoView {
             <Message testid="lr-finder-message" signal=ui.lr_message />
         </section>
     }
-}
-
-fn clock(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
 /// Start, pause/resume, stop and the progress bar.
@@ -421,7 +446,7 @@ pub fn Charts(ui: Ui) -> impl IntoView {
         let Some(s) = ui.schedule.get() else { return };
         let step = ui.batches.with(|b| b.last().map(|b| b.step).unwrap_or(0));
         if let Some(c) = schedule.get() {
-            let _ = charts::draw_schedule(&c, &s, step);
+            let _ = charts::draw_schedule(&c, &s, step, ui.lookahead.get());
         }
     });
     Effect::new(move || {
@@ -456,7 +481,17 @@ pub fn Charts(ui: Ui) -> impl IntoView {
 #[component]
 pub fn MetricsTable(ui: Ui) -> impl IntoView {
     let mut headers: Vec<&str> = EpochStats::HEADER.split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
-    headers.push("GPU MiB");
+    headers.extend(["GPU MiB", "First reached"]);
+    // Which targets this epoch's test accuracy reached first (the crossings of the whole log).
+    let reached = move |epoch: usize| -> String {
+        ui.epochs.with(|all| {
+            first_crossings(all, &TARGETS)
+                .iter()
+                .filter_map(|(t, hit)| hit.filter(|c| c.epoch == epoch).map(|_| format!("{:.0}%", t * 100.0)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    };
     view! {
         <section class="card wide">
             <h2>"Epoch log"</h2>
@@ -473,15 +508,19 @@ pub fn MetricsTable(ui: Ui) -> impl IntoView {
                             <td>{format!("{:.4}", e.train_acc)}</td>
                             <td>{format!("{:.2}", e.test_time_s)}</td>
                             <td>{format!("{:.4}", e.test_loss)}</td>
-                            <td>{format!("{:.4}", e.test_acc)}</td>
+                            <td>{format!("{:.4}", e.test_acc)}{(e.tta > 0).then(|| format!(" (TTA {} views)", crate::metrics::tta_views(e.tta)))}</td>
                             <td>{format!("{:.2}", e.total_time_s)}</td>
                             <td>{format!("{:.0}", e.images_per_sec)}</td>
                             <td>{e.gpu_mem_mib.map(|m| format!("{m:.1}")).unwrap_or_default()}</td>
+                            <td>{reached(e.epoch)}</td>
                         </tr>
                     }).collect_view()}
                 </tbody>
             </table>
             </div>
+            <p class="muted" data-testid="time-to-target">
+                "Test accuracy first reached: " {move || ui.epochs.with(|e| crossings_summary(e))}
+            </p>
         </section>
     }
 }

@@ -52,7 +52,7 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
 }
 
 /// The One-Cycle LR (left axis) and momentum (right axis) over all steps, current step marked.
-pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: usize) -> DrawResult {
+pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: usize, lookahead: bool) -> DrawResult {
     let root = backend(canvas).ok_or("no canvas")?.into_drawing_area();
     root.fill(&TRANSPARENT).map_err(err)?;
     let n = schedule.total_steps;
@@ -65,7 +65,8 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
         .right_y_label_area_size(Y_AREA)
         .build_cartesian_2d(0usize..n, 0f64..schedule.max_lr * 1.05)
         .map_err(err)?
-        .set_secondary_coord(0usize..n, 0.8f64..1.0);
+        // Lookahead's decay (0 to 0.77) shares the right axis with the momentum.
+        .set_secondary_coord(0usize..n, if lookahead { 0f64..1.0 } else { 0.8f64..1.0 });
     chart
         .configure_mesh()
         .x_desc("step")
@@ -77,7 +78,7 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
         .map_err(err)?;
     chart
         .configure_secondary_axes()
-        .y_desc("momentum")
+        .y_desc(if lookahead { "momentum, lookahead decay" } else { "momentum" })
         .y_labels(5)
         .y_label_formatter(&|v| format!("{v:.2}"))
         .label_style(label_font())
@@ -96,6 +97,14 @@ pub fn draw_schedule(canvas: &HtmlCanvasElement, schedule: &OneCycle, current: u
         .map_err(err)?
         .label("momentum")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], ORANGE.stroke_width(2)));
+    if lookahead {
+        let decay = |s: usize| crate::tricks::lookahead_decay(s, n);
+        chart
+            .draw_secondary_series(LineSeries::new((0..n).step_by(stride).map(|s| (s, decay(s))), GREEN.stroke_width(2)))
+            .map_err(err)?
+            .label("lookahead decay")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], GREEN.stroke_width(2)));
+    }
     let cur = current.min(n - 1);
     chart
         .draw_series(std::iter::once(Circle::new((cur, schedule.lr(cur)), 5, RED.filled())))
@@ -200,6 +209,30 @@ pub fn draw_accuracy(canvas: &HtmlCanvasElement, epochs: &[EpochStats], total_ep
             chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(err)?
         };
         anno.label(label).legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2)));
+    }
+    // The seed's target as a line, and where the test accuracy first reached each target.
+    let target = 0.93f32;
+    chart
+        .draw_secondary_series(LineSeries::new(
+            [(0.0, target), (total_epochs.max(1) as f32, target)],
+            GREY.mix(0.8).stroke_width(1),
+        ))
+        .map_err(err)?
+        .label("target 93%")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], GREY.stroke_width(1)));
+    for (t, hit) in crate::metrics::first_crossings(epochs, &crate::metrics::TARGETS) {
+        let Some(c) = hit else { continue };
+        let x = c.epoch as f32;
+        chart
+            .draw_secondary_series(std::iter::once(PathElement::new([(x, 0.0), (x, t)], RED.mix(0.3))))
+            .map_err(err)?;
+        chart
+            .draw_secondary_series(std::iter::once(Text::new(
+                format!("{:.0}% {}", t * 100.0, crate::metrics::clock(c.total_time_s)),
+                (x, t),
+                label_font(),
+            )))
+            .map_err(err)?;
     }
     chart
         .configure_series_labels()

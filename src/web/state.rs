@@ -96,6 +96,8 @@ pub struct Ui {
     pub schedule: RwSignal<Option<OneCycle>>,
     pub steps_per_epoch: RwSignal<usize>,
     pub total_epochs: RwSignal<usize>,
+    /// Whether the run uses Lookahead (its decay is drawn on the schedule chart).
+    pub lookahead: RwSignal<bool>,
     pub batches: RwSignal<Vec<BatchStats>>,
     pub epochs: RwSignal<Vec<EpochStats>>,
     pub evaluation: RwSignal<Option<Evaluation>>,
@@ -132,6 +134,7 @@ impl Ui {
             schedule: RwSignal::new(None),
             steps_per_epoch: RwSignal::new(0),
             total_epochs: RwSignal::new(0),
+            lookahead: RwSignal::new(false),
             batches: RwSignal::new(Vec::new()),
             epochs: RwSignal::new(Vec::new()),
             evaluation: RwSignal::new(None),

@@ -6,15 +6,18 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use cifar10_webgpu::bench::bench_steps;
-use cifar10_webgpu::config::TrainConfig;
+use cifar10_webgpu::config::{TrainConfig, RECIPES};
 use cifar10_webgpu::data;
 use cifar10_webgpu::lr_finder::{find_lr, LrFinderConfig};
-use cifar10_webgpu::metrics::EpochStats;
+use cifar10_webgpu::metrics::{crossings_summary, EpochStats};
 use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
 use cifar10_webgpu::train::{Control, Event, Host, TrainError, Trainer};
 use cifar10_webgpu::weights;
 
 const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
+  [--recipe seed|fast]  (a preset; the flags below override it)
+  [--logit-scale 1] [--label-smoothing 0] [--alternating-flip 0|1] [--bn-freeze-scale 0|1]
+  [--bn-bias-lr 1] [--lookahead 0|1] [--tta 0|1|2]  (the fast preset's tricks, see README)
   [--epochs 24] [--batch 512] [--max-lr 0.055] [--peak-epoch 5] [--weight-decay 5e-4]
   [--no-cutout] [--width 1.0] [--train-subset N] [--test-subset N] [--seed S]
   [--backend flex|wgpu|vulkan] [--out DIR] [--lr-find] [--bench N] [--read-every N]
@@ -29,9 +32,22 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   (N mutated cases per file parser; DIR holds train_2000.bin, test_500.bin, batches.meta.txt)";
 
 /// Flags that set the recipe, which a resumed run must not change.
-const RECIPE_FLAGS: [&str; 11] = [
+const RECIPE_FLAGS: [&str; 19] = [
     "--epochs", "--batch", "--max-lr", "--peak-epoch", "--weight-decay", "--no-cutout", "--width",
-    "--train-subset", "--test-subset", "--seed", "--read-every",
+    "--train-subset", "--test-subset", "--seed", "--read-every", "--recipe", "--logit-scale",
+    "--label-smoothing", "--alternating-flip", "--bn-freeze-scale", "--bn-bias-lr", "--lookahead", "--tta",
+];
+
+/// The trick flags and the config field each sets (through `TrainConfig::set_field`, so the
+/// CLI, the form and the URL accept the same values).
+const TRICK_FLAGS: [(&str, &str); 7] = [
+    ("--logit-scale", "logit_scale"),
+    ("--label-smoothing", "label_smoothing"),
+    ("--alternating-flip", "alternating_flip"),
+    ("--bn-freeze-scale", "bn_freeze_scale"),
+    ("--bn-bias-lr", "bn_bias_lr"),
+    ("--lookahead", "lookahead"),
+    ("--tta", "tta"),
 ];
 
 struct Args {
@@ -48,9 +64,17 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The preset first, wherever it stands, so every other flag overrides it.
+    let mut c = match args.iter().position(|a| a == "--recipe") {
+        Some(i) => {
+            let name = args.get(i + 1).ok_or("--recipe needs a value")?;
+            TrainConfig::preset(name).ok_or(format!("--recipe takes {}, not {name}", RECIPES.join(" or ")))?
+        }
+        None => TrainConfig::new(),
+    };
+    let mut it = args.into_iter();
     let mut data = None;
-    let mut c = TrainConfig::new();
     let mut backend = "flex".to_string();
     let mut out = PathBuf::from("target/run");
     let (mut lr_find, mut bench, mut gpu_memory, mut max_minutes) = (false, None, false, None);
@@ -67,6 +91,14 @@ fn parse_args() -> Result<Args, String> {
         }
         match a.as_str() {
             "--data" => data = it.next().map(PathBuf::from),
+            "--recipe" => {
+                it.next();
+            }
+            flag if TRICK_FLAGS.iter().any(|(f, _)| *f == flag) => {
+                let key = TRICK_FLAGS.iter().find(|(f, _)| *f == flag).map_or("", |(_, k)| *k);
+                let value = it.next().ok_or(format!("{flag} needs a value"))?;
+                c.set_field(key, &value).map_err(|e| format!("{flag}: {e}"))?;
+            }
             "--epochs" => c.epochs = num(&a, it.next())?,
             "--batch" => c.batch_size = num(&a, it.next())?,
             "--max-lr" => c.max_lr = num(&a, it.next())?,
@@ -289,6 +321,7 @@ fn run() -> Result<(), String> {
         }
         Ok(()) => {}
     }
+    println!("test accuracy first reached: {}", crossings_summary(&trainer.log.epochs));
     let model = if outcome.is_ok() || trainer.epoch > 0 { &trainer.last_good } else { &trainer.model };
     let snap = pollster::block_on(weights::snapshot(model)).map_err(|e| e.to_string())?;
     let bpk = snap.to_burnpack().map_err(|e| e.to_string())?;
