@@ -13,6 +13,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use cifar10_webgpu::augment::{self, Augment, Normalization};
+use cifar10_webgpu::config::TrainConfig;
 use cifar10_webgpu::metrics::{BatchStats, EpochStats};
 use cifar10_webgpu::train::{Event, Host};
 use cifar10_webgpu::web::{actions::WebHost, app, gpu, loader, state::Ui};
@@ -157,6 +158,9 @@ async fn dashboard_components_follow_engine_events() {
         test_loss: 1.7, test_acc: 0.42, total_time_s: 22.0, images_per_sec: 256.0, gpu_mem_mib: Some(12.5), tta: 0,
     }));
     gloo::timers::future::TimeoutFuture::new(100).await;
+    // Before any target is reached the read-out says so.
+    let targets = testid(&root, "time-to-target").inner_text();
+    assert!(targets.contains("90%: not yet") && targets.contains("93%: not yet"), "{targets}");
     let progress = testid(&root, "train-progress").inner_text();
     assert!(progress.contains("step 5/20") && progress.contains("123 images/s"), "{progress}");
     assert!(progress.contains("ETA 0:00:30"), "{progress}");
@@ -164,6 +168,19 @@ async fn dashboard_components_follow_engine_events() {
     let rows = table.query_selector_all("tbody tr").unwrap();
     assert_eq!(rows.length(), 1);
     assert!(table.inner_text().contains("0.4200"), "{}", table.inner_text());
+    // A second epoch crossing 90% and 93% (with test-time augmentation): the log marks the
+    // epoch, the read-out gives the elapsed time.
+    host.event(Event::Epoch(EpochStats {
+        epoch: 2, lr: 0.0, train_time_s: 20.0, train_loss: 0.5, train_acc: 0.9, test_time_s: 3.0,
+        test_loss: 0.3, test_acc: 0.931, total_time_s: 75.0, images_per_sec: 256.0, gpu_mem_mib: Some(12.5), tta: 2,
+    }));
+    gloo::timers::future::TimeoutFuture::new(100).await;
+    let targets = testid(&root, "time-to-target").inner_text();
+    assert!(targets.contains("90%: epoch 2 at 0:01:15") && targets.contains("93%: epoch 2 at 0:01:15"), "{targets}");
+    assert!(targets.contains("94%: not yet"), "{targets}");
+    let rows = table.query_selector_all("tbody tr").unwrap();
+    let last = rows.item(1).unwrap().text_content().unwrap_or_default();
+    assert!(last.contains("90% 93%") && last.contains("TTA 6 views"), "{last}");
     // The charts drew something.
     for id in ["chart-schedule", "chart-loss", "chart-accuracy"] {
         let canvas: web_sys::HtmlCanvasElement = testid(&root, id).dyn_into().unwrap();
@@ -190,6 +207,46 @@ fn query_parameters_prefill_the_form() {
     assert!(ui.form_errors.get_untracked().is_empty());
     app::apply_query(ui, &[("batch".to_string(), "zero".to_string())]);
     assert_eq!(ui.form_errors.get_untracked()[0].0, "batch");
+}
+
+/// `?recipe=fast` fills every trick into the form; choosing a recipe in the form refills them
+/// and keeps the run settings; editing a field turns the recipe to "custom".
+#[wasm_bindgen_test]
+async fn recipe_presets_fill_the_form() {
+    let root = mount_point();
+    let ui = Ui::new();
+    let _handle = leptos::mount::mount_to(root.clone(), move || view! { <app::HyperParams ui=ui /> });
+    let pairs: Vec<(String, String)> = [("width", "0.25"), ("recipe", "fast")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    app::apply_query(ui, &pairs);
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    let input = |id: &str| -> web_sys::HtmlInputElement { testid(&root, id).dyn_into().unwrap() };
+    let select: web_sys::HtmlSelectElement = testid(&root, "hp-recipe").dyn_into().unwrap();
+    assert_eq!(select.value(), "fast");
+    assert_eq!(input("hp-epochs").value(), "10");
+    assert_eq!(input("hp-logit_scale").value(), "0.125");
+    assert_eq!(input("hp-tta").value(), "2");
+    assert!(input("hp-lookahead").checked() && input("hp-alternating_flip").checked());
+    assert_eq!(input("hp-width").value(), "0.25");
+
+    // Back to the seed recipe through the form: tricks off, width kept.
+    select.set_value("seed");
+    select.dispatch_event(&web_sys::Event::new("change").unwrap()).unwrap();
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    assert_eq!(input("hp-epochs").value(), "24");
+    assert_eq!(input("hp-logit_scale").value(), "1");
+    assert!(!input("hp-lookahead").checked());
+    assert_eq!(input("hp-width").value(), "0.25");
+    let config = cifar10_webgpu::web::actions::form_config(ui).expect("valid form");
+    assert_eq!(config, TrainConfig::new().with_width(0.25));
+
+    // One trick switched on by hand: a custom recipe, which is what trains.
+    let tta = input("hp-tta");
+    tta.set_value("1");
+    tta.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    assert_eq!(select.value(), "custom");
+    let config = cifar10_webgpu::web::actions::form_config(ui).expect("valid form");
+    assert_eq!((config.tta, config.epochs, config.width), (1, 24, 0.25));
 }
 
 #[wasm_bindgen_test]
@@ -250,7 +307,9 @@ async fn pytorch_fixture_on_webgpu() {
         web_sys::console::log_1(
             &format!("{} on {}, {algorithm:?} ({:.0} s): {}", "PyTorch fixture", info.name, (now() - start) / 1000.0, report.summary()).into(),
         );
-        for c in report.failures() {
+        let fast = fixture::run_fast(&info.device).await.expect("fast fixture runs");
+        web_sys::console::log_1(&format!("PyTorch fixture, fast preset, {algorithm:?}: {}", fast.fast_summary()).into());
+        for c in report.failures().into_iter().chain(fast.failures()) {
             failures.push(format!("{algorithm:?}: {} off by {:.2e} (tolerance {:.0e})", c.what, c.error, c.tolerance));
         }
     }

@@ -281,9 +281,12 @@ pub fn HyperParams(ui: Ui) -> impl IntoView {
             let options = RECIPES
                 .iter()
                 .chain(["custom"].iter())
-                .map(|r| view! { <option value=*r>{*r}</option> })
+                .map(|r| {
+                    let value = value.clone();
+                    view! { <option value=*r prop:selected=move || value() == *r>{*r}</option> }
+                })
                 .collect_view();
-            view! { <select data-testid="hp-recipe" prop:value=value on:change=on_input>{options}</select> }.into_any()
+            view! { <select data-testid="hp-recipe" on:change=on_input>{options}</select> }.into_any()
         } else if BOOL_FIELDS.contains(&key.as_str()) {
             let value = value.clone();
             view! { <input type="checkbox" data-testid=format!("hp-{key}") prop:checked=move || value() == "true" on:change=on_input /> }.into_any()
