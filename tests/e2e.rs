@@ -429,6 +429,51 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     c.clone().close().await.unwrap();
 }
 
+/// A shared link with `?recipe=fast` prefills the fast preset's tricks, and the page trains
+/// with them: Lookahead's decay on the schedule chart, test-time augmentation on the last
+/// epoch, the time-to-target read-out.
+#[tokio::test(flavor = "current_thread")]
+async fn fast_recipe_from_a_link_trains_in_the_page() {
+    let site = open("fast").await;
+    let c = &site.client;
+    let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
+        &recipe=fast&epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32";
+    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    gpu_checked(c).await;
+    let prop = |testid: &'static str, name: &'static str| async move {
+        let el = c.find(Locator::Css(&format!("[data-testid='{testid}']"))).await.unwrap();
+        el.prop(name).await.unwrap().unwrap_or_default()
+    };
+    // Shortened to 2 epochs, the recipe reads "custom"; every trick is the preset's.
+    assert_eq!(prop("hp-recipe", "value").await, "custom");
+    assert_eq!(prop("hp-logit_scale", "value").await, "0.125");
+    assert_eq!(prop("hp-label_smoothing", "value").await, "0.2");
+    assert_eq!(prop("hp-tta", "value").await, "2");
+    assert_eq!(prop("hp-lookahead", "checked").await, "true");
+    assert_eq!(prop("hp-alternating_flip", "checked").await, "true");
+    assert_eq!(prop("hp-max_lr", "value").await, "0.4");
+    click(c, "data-load-url").await;
+    wait_text(c, "data-status", 120, |t| t.contains("2000 train")).await;
+    click(c, "train-start").await;
+    let phase = wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed" || t == "Stopped").await;
+    let message = text(c, "train-message").await;
+    assert_eq!(phase, "Finished", "{message}");
+    let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(!rows[0].text().await.unwrap().contains("TTA"));
+    let last = rows[1].text().await.unwrap();
+    assert!(last.contains("TTA 6 views"), "{last}");
+    let targets = text(c, "time-to-target").await;
+    assert!(targets.contains("90%:") && targets.contains("93%:") && targets.contains("94%:"), "{targets}");
+    for chart in ["chart-schedule", "chart-accuracy"] {
+        assert!(drawn_pixels(c, chart).await > 500, "{chart} is empty");
+    }
+    assert!(text(c, "panic").await.is_empty());
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
 /// Misuse while training runs: a double-click on Train, the LR finder and the benchmark, an
 /// import of weights, loading the data again, clearing the cache and editing the recipe. Each
 /// either works or says why, and the run goes on to its end with the recipe it started with.

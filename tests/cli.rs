@@ -1,0 +1,39 @@
+//! The native CLI as a user runs it: `train --recipe fast` on the real tarball.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn cli_trains_the_fast_recipe_and_names_bad_flags() {
+    let out = std::env::temp_dir().join(format!("cifar10-cli-fast-{}", std::process::id()));
+    let run = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--data", &common::tarball().display().to_string(), "--recipe", "fast", "--epochs", "1"])
+        .args(["--width", "0.0625", "--batch", "16", "--train-subset", "64", "--test-subset", "32", "--tta", "1"])
+        .args(["--out", &out.display().to_string()])
+        .output()
+        .expect("train runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    // The preset's LR, the flag's override of its test-time augmentation, the targets line.
+    assert!(stdout.contains("max lr 0.4"), "{stdout}");
+    assert!(stdout.contains("(test-time augmentation: 2 views)"), "{stdout}");
+    assert!(stdout.contains("test accuracy first reached: 90%: not yet"), "{stdout}");
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(log["config"]["logit_scale"], 0.125);
+    assert_eq!(log["config"]["lookahead"], true);
+    assert_eq!(log["config"]["tta"], 1);
+    assert_eq!(log["epochs"][0]["tta"], 1);
+    std::fs::remove_dir_all(&out).unwrap();
+
+    for (args, expect) in [
+        (&["--recipe", "turbo"][..], "--recipe takes seed or fast, not turbo"),
+        (&["--label-smoothing", "2"][..], "--label-smoothing: at least 0 and below 1"),
+        (&["--lookahead", "perhaps"][..], "--lookahead: true or false"),
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_train")).args(["--data", "x"]).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && stderr.contains(expect), "{args:?}: {stderr}");
+    }
+}
