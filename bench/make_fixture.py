@@ -61,6 +61,15 @@ SETTINGS = {
 PERTURBATION = 1e-6
 
 
+def one_cycle(opt, s, total):
+    """The recipe's schedule over the fixture's steps."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=s["max_lr"], total_steps=total, pct_start=s["peak_epoch"] / s["epochs"],
+        anneal_strategy="linear", div_factor=25.0, final_div_factor=1e4, three_phase=False,
+        cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
+    )
+
+
 def trajectory(s, seed, perturb=0.0, noise_seed=0):
     """The fixture's run: initial state, batches, per-step LR/momentum/gradients, final state."""
     torch.manual_seed(seed)
@@ -76,11 +85,7 @@ def trajectory(s, seed, perturb=0.0, noise_seed=0):
     opt = torch.optim.SGD(model.parameters(), lr=s["max_lr"], momentum=0.9, nesterov=True, dampening=0,
                           weight_decay=s["weight_decay"])
     total = s["epochs"] * s["steps_per_epoch"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=s["max_lr"], total_steps=total, pct_start=s["peak_epoch"] / s["epochs"],
-        anneal_strategy="linear", div_factor=25.0, final_div_factor=1e4, three_phase=False,
-        cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
-    )
+    sched = one_cycle(opt, s, total)
     loss_fn = nn.CrossEntropyLoss()
     out = {}
     lrs, moms = [], []
@@ -227,11 +232,7 @@ def fast_trajectory(s, seed):
     opt = torch.optim.SGD(trainable, lr=s["max_lr"], momentum=0.9, nesterov=True, dampening=0,
                           weight_decay=s["weight_decay"])
     total = s["epochs"] * s["steps_per_epoch"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=s["max_lr"], total_steps=total, pct_start=s["peak_epoch"] / s["epochs"],
-        anneal_strategy="linear", div_factor=25.0, final_div_factor=1e4, three_phase=False,
-        cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
-    )
+    sched = one_cycle(opt, s, total)
     lookahead = Lookahead(model)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=fast["label_smoothing"])
     model.train()
