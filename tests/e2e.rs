@@ -468,6 +468,11 @@ async fn fast_recipe_from_a_link_trains_in_the_page() {
     for chart in ["chart-schedule", "chart-accuracy"] {
         assert!(drawn_pixels(c, chart).await > 500, "{chart} is empty");
     }
+    c.execute("document.querySelector(\"[data-testid='chart-schedule']\").scrollIntoView()", vec![]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::create_dir_all(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")).unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fast-recipe.png"), png).unwrap();
     assert!(text(c, "panic").await.is_empty());
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
