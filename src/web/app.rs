@@ -237,7 +237,9 @@ fn sync_recipe(ui: Ui, recipe_changed: bool) {
     let recipe = form.iter().find(|(k, _)| k == "recipe").map(|(_, v)| v.clone()).unwrap_or_default();
     let others = form.iter().filter(|(k, _)| k != "recipe").map(|(k, v)| (k.as_str(), v.as_str()));
     let (mut config, errors) = TrainConfig::from_pairs(others);
-    if recipe_changed && config.set_field("recipe", &recipe).is_err() || !errors.is_empty() && !recipe_changed {
+    // A recipe that cannot apply, or an edit that leaves a bad value: nothing to sync.
+    let unusable = if recipe_changed { config.set_field("recipe", &recipe).is_err() } else { !errors.is_empty() };
+    if unusable {
         return;
     }
     ui.form.update(|f| {
