@@ -96,7 +96,7 @@ pub const RECIPES: [&str; 2] = ["seed", "fast"];
 impl TrainConfig {
     /// The config of a named recipe. `fast` is the seed's net and schedule with the tricks of
     /// the fields above that helped on the proxy (BENCHMARKS.md), at 10 epochs and peak LR 0.4
-    /// (Page's LR for logits scaled by 1/8; the proxy sweep picked it over 0.2 and 0.8). The
+    /// (Page's LR for logits scaled by 1/8; on the proxy it tied 0.8 and beat 0.2). The
     /// BatchNorm rules stay off: frozen scales with bias LR x64 cost 2 points there.
     pub fn preset(name: &str) -> Option<TrainConfig> {
         match name {
