@@ -15,6 +15,10 @@
 #   bash bench/gpu.sh resume    the next call on the same (still warm) machine: finishes the
 #                               run from the saved state in /tmp/ours-state.
 #
+# BENCH_RECIPE=fast measures the `fast` preset instead (10 epochs, max LR 0.4, its tricks), ours
+# and, with BENCH_PYTORCH=1, PyTorch's (`--recipe fast`): issue 14's GPU comparison against the
+# seed rows of BENCHMARKS.md. It fits one call: ~10 x 35 s for ours on an H100, ~40 s PyTorch.
+#
 # Results under $OUT (log, per-epoch metrics CSV, machine). Budget: BENCH_BUDGET_S (560 s).
 set -u
 out=${OUT:-/tmp/bench-out}
@@ -24,6 +28,12 @@ start=$(date +%s)
 left() { echo $(( budget_s - ($(date +%s) - start) )); }
 mode=${1:-start}
 state=/tmp/ours-state
+recipe=${BENCH_RECIPE:-seed}
+case "$recipe" in
+  seed) max_epochs=24 pytorch_lr=0.055 ;;
+  fast) max_epochs=10 pytorch_lr=0.4 ;;
+  *) echo "BENCH_RECIPE is seed or fast, not $recipe"; exit 1 ;;
+esac
 
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
@@ -72,8 +82,10 @@ echo "$backend" > /tmp/ours-backend; echo "$conv" > /tmp/ours-conv
 echo "faster convolution: $conv (burn ${a:-?} ms/step, im2col ${b:-?} ms/step)" | tee -a "$out/machine.txt"
 
 if [ "${BENCH_PYTORCH:-0}" = 1 ]; then
-  echo "== pytorch: 24 epochs ($(left)s left)"
-  timeout 240 python3 bench/pytorch_reference.py "$data" --epochs 24 --json "$out/pytorch.json" 2>&1 | tee "$out/pytorch.txt"
+  echo "== pytorch: recipe $recipe, $max_epochs epochs ($(left)s left)"
+  timeout 240 python3 bench/pytorch_reference.py "$data" --recipe "$recipe" --epochs "$max_epochs" \
+    --max-lr "$pytorch_lr" --peak-epoch "$(python3 -c "print($max_epochs * 5 / 24)")" \
+    --json "$out/pytorch-$recipe.json" 2>&1 | tee "$out/pytorch-$recipe.txt"
 fi
 
 # The longest complete One-Cycle schedule (24 epochs if they fit) in what is left of this call
@@ -84,8 +96,8 @@ ms=$(if [ "$conv" = im2col ]; then echo "$b"; else echo "${a:-3000}"; fi)
 epochs=$(python3 -c "
 epoch_s = ${ms:-3000} * 97 / 1000 * 1.15 + 6
 avail = $(left) - 70 + ${BENCH_SECOND_CALL_S:-0} - (50 if ${BENCH_SECOND_CALL_S:-0} else 0)
-print(max(1, min(24, int((avail - 50) / epoch_s))))")
+print(max(1, min($max_epochs, int((avail - 50) / epoch_s))))")
 rm -rf "$state"
-echo "== ours: the recipe over $epochs epochs on $backend, --conv $conv, state saved each epoch ($(left)s left)"
-run_ours "$backend" --conv "$conv" --epochs "$epochs"
+echo "== ours: recipe $recipe over $epochs epochs on $backend, --conv $conv, state saved each epoch ($(left)s left)"
+run_ours "$backend" --conv "$conv" --recipe "$recipe" --epochs "$epochs"
 echo "== done in $(( $(date +%s) - start ))s; if unfinished, call again at once: bash bench/gpu.sh resume"
