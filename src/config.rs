@@ -265,6 +265,10 @@ impl TrainConfig {
                 _ => Err("true or false".into()),
             }
         };
+        // Above 0 (a scale or rate of 0 means nothing) and at most `hi`.
+        let positive = |x: f64, hi: f64| -> Result<f64, String> {
+            if x > 0.0 && x <= hi { Ok(x) } else { Err(format!("above 0 and at most {hi}")) }
+        };
         let in_range = |x: f64, lo: f64, hi: f64, what: &str| -> Result<f64, String> {
             if x.is_finite() && x >= lo && x <= hi { Ok(x) } else { Err(format!("{what} between {lo} and {hi}")) }
         };
@@ -283,13 +287,7 @@ impl TrainConfig {
                 }
                 self.batch_size = n;
             }
-            "max_lr" => {
-                let x: f64 = p(v, "a number")?;
-                if !(x > 0.0 && x <= 10.0) {
-                    return Err("above 0 and at most 10".into());
-                }
-                self.max_lr = x;
-            }
+            "max_lr" => self.max_lr = positive(p(v, "a number")?, 10.0)?,
             "peak_epoch" => self.peak_epoch = in_range(p(v, "a number")?, 0.0, 1000.0, "a number")?,
             "max_momentum" => self.max_momentum = in_range(p(v, "a number")?, 0.0, 0.999, "a number")?,
             "base_momentum" => self.base_momentum = in_range(p(v, "a number")?, 0.0, 0.999, "a number")?,
@@ -298,13 +296,7 @@ impl TrainConfig {
             "alternating_flip" => self.alternating_flip = flag(v)?,
             "bn_freeze_scale" => self.bn_freeze_scale = flag(v)?,
             "lookahead" => self.lookahead = flag(v)?,
-            "logit_scale" => {
-                let x: f64 = p(v, "a number")?;
-                if !(x > 0.0 && x <= 100.0) {
-                    return Err("above 0 and at most 100".into());
-                }
-                self.logit_scale = x;
-            }
+            "logit_scale" => self.logit_scale = positive(p(v, "a number")?, 100.0)?,
             "label_smoothing" => {
                 let x: f64 = p(v, "a number")?;
                 if !(0.0..1.0).contains(&x) {
@@ -312,13 +304,7 @@ impl TrainConfig {
                 }
                 self.label_smoothing = x;
             }
-            "bn_bias_lr" => {
-                let x: f64 = p(v, "a number")?;
-                if !(x > 0.0 && x <= 1000.0) {
-                    return Err("above 0 and at most 1000".into());
-                }
-                self.bn_bias_lr = x;
-            }
+            "bn_bias_lr" => self.bn_bias_lr = positive(p(v, "a number")?, 1000.0)?,
             "tta" => {
                 let n: usize = p(v, "0, 1 or 2")?;
                 if n > 2 {

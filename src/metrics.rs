@@ -199,7 +199,6 @@ pub const TARGETS: [f32; 3] = [0.90, 0.93, 0.94];
 /// When a run first reached a test accuracy.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Crossing {
-    pub target: f32,
     /// 1-based epoch.
     pub epoch: usize,
     /// Training and evaluation time up to the end of that epoch, seconds.
@@ -214,7 +213,7 @@ pub fn first_crossings(epochs: &[EpochStats], targets: &[f32]) -> Vec<(f32, Opti
             let hit = epochs
                 .iter()
                 .find(|e| e.test_acc >= target)
-                .map(|e| Crossing { target, epoch: e.epoch, total_time_s: e.total_time_s });
+                .map(|e| Crossing { epoch: e.epoch, total_time_s: e.total_time_s });
             (target, hit)
         })
         .collect()

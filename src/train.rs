@@ -404,9 +404,6 @@ pub struct EvalView {
 }
 
 impl EvalView {
-    /// The seed recipe's: plain logits, one view.
-    pub const PLAIN: EvalView = EvalView { logit_scale: 1.0, tta: 0 };
-
     /// The views averaged, as (crop offset y, x in the reflect-padded image, mirrored, weight):
     /// the image; with its mirror; and those shifted one pixel up-left and down-right.
     pub fn views(&self) -> Vec<(usize, usize, bool, f32)> {
