@@ -14,6 +14,7 @@ pub mod model;
 pub mod optim;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod resume;
+pub mod saved;
 pub mod schedule;
 pub mod selftest;
 pub mod train;

@@ -12,7 +12,6 @@
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::pool::MaxPool2dConfig;
-use burn::optim::Optimizer;
 use burn::prelude::*;
 
 use crate::model::{conv3x3_with, ConvAlgorithm};
@@ -360,10 +359,9 @@ pub async fn run(device: &Device, fault: &Fault) -> Result<Report, String> {
     let p = values(37, 9);
     let (g1, g2) = (values(37, 10), values(37, 11));
     let reference = optimiser_reference(&p, [&g1, &g2], lr, mu, wd);
-    let (sgd, momentum) = NesterovSgd::new(mu, wd);
-    momentum.set(mu);
-    let (p1, state) = sgd.step(lr, tensor(&p, [37], device), tensor(&g1, [37], device), None);
-    let (p2, _) = sgd.step(lr, p1, tensor(&g2, [37], device), state);
+    let (sgd, _) = NesterovSgd::init(mu, wd);
+    let (p1, velocity) = sgd.update(lr, tensor(&p, [37], device), tensor(&g1, [37], device), None);
+    let (p2, _) = sgd.update(lr, p1, tensor(&g2, [37], device), Some(velocity));
     k.compare("optimiser two steps".into(), None, read(p2).await?, &reference);
 
     Ok(Report { checks: k.checks })

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use crate::augment::{self, Augment, Normalization};
@@ -65,7 +65,8 @@ impl std::fmt::Display for TrainError {
             TrainError::Device(e) => write!(
                 f,
                 "the GPU device failed: {e}. Everything learned up to the last completed epoch \
-                 is kept for export; reload the page to get a new device."
+                 is kept: export it, or continue the run from there on a new device \
+                 (the page's \"Continue on a new device\"; natively --save-state/--resume)."
             ),
             TrainError::Invalid(e) => write!(f, "{e}"),
         }
@@ -112,7 +113,8 @@ pub struct Trainer {
     /// The model at the end of the last completed epoch (or the initial one): what is
     /// exported when training diverges or the device is lost.
     pub last_good: ResNet9,
-    pub(crate) optim: ModuleOptimizer,
+    /// The optimiser and its momentum velocities.
+    pub(crate) optim: NesterovSgd,
     momentum: MomentumHandle,
     /// The recipe's loss and BatchNorm gradient rules.
     objective: Objective,

@@ -66,6 +66,48 @@ pub async fn snapshot(model: &ResNet9) -> Result<Snapshot, TrainError> {
     Ok(Snapshot { width, tensors })
 }
 
+/// Named F32 tensors as burnpack bytes, with string metadata (also the optimiser's momentum).
+pub fn tensors_to_burnpack(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: &[(&str, &str)],
+) -> Result<Vec<u8>, WeightsError> {
+    let tensors = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            let (bytes, shape, dtype) = TensorData::new(values.clone(), shape.clone()).into_parts();
+            burn_pack::Tensor::new(name.clone(), dtype, shape, None, bytes)
+        })
+        .collect();
+    let mut writer = burn_pack::Writer::new(tensors);
+    for (key, value) in metadata {
+        writer = writer.with_metadata(key, value);
+    }
+    let bytes = writer.into_bytes().map_err(|e| WeightsError::Format(e.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+/// The metadata and F32 tensors of burnpack bytes; any other dtype is refused.
+#[allow(clippy::type_complexity)]
+pub fn tensors_from_burnpack(
+    bytes: &[u8],
+) -> Result<(BTreeMap<String, String>, Vec<(String, Vec<usize>, Vec<f32>)>), WeightsError> {
+    let reader = burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| WeightsError::Format(e.to_string()))?;
+    let metadata: BTreeMap<String, String> =
+        reader.metadata().clone();
+    let mut tensors = Vec::new();
+    for t in reader.into_tensors().map_err(|e| WeightsError::Format(e.to_string()))? {
+        let (name, dtype, shape, _id, bytes) = t.into_parts().map_err(|e| WeightsError::Format(e.to_string()))?;
+        if dtype != DType::F32 {
+            return Err(WeightsError::DType { name, found: format!("{dtype:?}") });
+        }
+        let data = TensorData::from_bytes(bytes, shape.clone(), dtype);
+        let values = data.try_into_vec::<f32>().map_err(|e| WeightsError::Format(format!("{e:?}")))?;
+        tensors.push((name, shape.to_vec(), values));
+    }
+    Ok((metadata, tensors))
+}
+
 /// The PyTorch name of a burn path, for a model laid out as `nn.Sequential`s (see the README):
 /// conv-BN blocks are `(conv, bn, relu)` = `.0`, `.1`; conv-pool-BN blocks are
 /// `(conv, pool, bn, relu)` = `.0`, `.2`; BatchNorm `gamma`/`beta` are `weight`/`bias`.
@@ -97,38 +139,13 @@ pub fn torch_name(path: &str) -> String {
 impl Snapshot {
     /// Serialises to burn's burnpack format (`.bpk`), loadable with `Module::load_file`.
     pub fn to_burnpack(&self) -> Result<Vec<u8>, WeightsError> {
-        let tensors = self
-            .tensors
-            .iter()
-            .map(|(name, shape, values)| {
-                let (bytes, shape, dtype) = TensorData::new(values.clone(), shape.clone()).into_parts();
-                burn_pack::Tensor::new(name.clone(), dtype, shape, None, bytes)
-            })
-            .collect();
-        let bytes = burn_pack::Writer::new(tensors)
-            .with_metadata("model", "cifar10-webgpu ResNet-9")
-            .with_metadata("width", &self.width.to_string())
-            .into_bytes()
-            .map_err(|e| WeightsError::Format(e.to_string()))?;
-        Ok(bytes.to_vec())
+        tensors_to_burnpack(&self.tensors, &[("model", "cifar10-webgpu ResNet-9"), ("width", &self.width.to_string())])
     }
 
     /// Parses a burnpack file.
     pub fn from_burnpack(bytes: &[u8]) -> Result<Self, WeightsError> {
-        let reader = burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
-            .map_err(|e| WeightsError::Format(e.to_string()))?;
-        let width = reader.metadata().get("width").and_then(|w| w.parse::<f64>().ok());
-        let mut tensors = Vec::new();
-        for t in reader.into_tensors().map_err(|e| WeightsError::Format(e.to_string()))? {
-            let (name, dtype, shape, _id, bytes) =
-                t.into_parts().map_err(|e| WeightsError::Format(e.to_string()))?;
-            if dtype != DType::F32 {
-                return Err(WeightsError::DType { name, found: format!("{dtype:?}") });
-            }
-            let data = TensorData::from_bytes(bytes, shape.clone(), dtype);
-            let values = data.try_into_vec::<f32>().map_err(|e| WeightsError::Format(format!("{e:?}")))?;
-            tensors.push((name, shape.to_vec(), values));
-        }
+        let (metadata, tensors) = tensors_from_burnpack(bytes)?;
+        let width = metadata.get("width").and_then(|w| w.parse::<f64>().ok());
         Self::with_width(width, tensors)
     }
 

@@ -479,6 +479,61 @@ async fn fast_recipe_from_a_link_trains_in_the_page() {
     c.clone().close().await.unwrap();
 }
 
+/// A GPU device lost mid-run (the test hook calls `GPUDevice.destroy()` during epoch 2, as a
+/// driver reset would): the page says so, the weights of epoch 1 download, and "Continue on a
+/// new device" trains on from epoch 1 (weights, momentum, Lookahead's slow weights, schedule
+/// position) to the end, without a reload.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lost_device_keeps_the_run_and_continues_on_a_new_device() {
+    let site = open("lost").await;
+    let c = &site.client;
+    let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
+        &recipe=fast&epochs=3&batch=16&width=0.0625&train_subset=64&test_subset=32&test_lose_device=2";
+    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    gpu_checked(c).await;
+    click(c, "data-load-url").await;
+    wait_text(c, "data-status", 120, |t| t.contains("2000 train")).await;
+    click(c, "train-start").await;
+    let lost = wait_text(c, "device-lost", 900, |t| t.contains("GPU device lost")).await;
+    assert!(lost.to_lowercase().contains("destroy"), "{lost}");
+    let phase = wait_text(c, "train-phase", 300, |t| t != "Running").await;
+    let message = text(c, "train-message").await;
+    assert_eq!(phase, "Failed", "{message}");
+    assert!(message.contains("during epoch 2") && message.contains("after epoch 1"), "{message}");
+    let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+
+    // The weights of epoch 1 come from the page's CPU copy: the device cannot be read.
+    click(c, "export-weights").await;
+    let bpk = wait_download(&site.downloads, "resnet9-cifar10.bpk").await;
+    assert_eq!(&bpk[..4], &0x4255524Eu32.to_le_bytes(), "burnpack magic");
+
+    click(c, "continue-new-device").await;
+    let phase = wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed" || t == "Stopped").await;
+    let message = text(c, "train-message").await;
+    assert_eq!(phase, "Finished", "{message}");
+    assert!(message.contains("Finished 3 epochs"), "{message}");
+    assert!(text(c, "device-lost").await.is_empty());
+    assert!(text(c, "gpu-selftest").await.contains("passed"));
+    let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let last = rows[2].text().await.unwrap();
+    assert!(last.starts_with('3') && last.contains("TTA 6 views"), "{last}");
+    // Prediction runs on the new device too (on any decodable image: a screenshot of the page).
+    let image = site.downloads.join("page.png");
+    std::fs::write(&image, c.screenshot().await.unwrap()).unwrap();
+    c.find(Locator::Css("[data-testid='predict-input']")).await.unwrap().send_keys(&image.display().to_string()).await.unwrap();
+    let predicted = wait_text(c, "predict-result", 120, |t| t.contains('%') || t.contains("rror")).await;
+    assert!(predicted.contains('%'), "{predicted}");
+    assert!(text(c, "panic").await.is_empty());
+    // The loss itself is logged as an error; nothing else is.
+    let errors = console_errors(c).await;
+    let unexpected: Vec<&String> =
+        errors.iter().filter(|e| !(e.contains("lost") || e.contains("destroy") || e.contains("poisoned"))).collect();
+    assert!(unexpected.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
 /// Misuse while training runs: a double-click on Train, the LR finder and the benchmark, an
 /// import of weights, loading the data again, clearing the cache and editing the recipe. Each
 /// either works or says why, and the run goes on to its end with the recipe it started with.

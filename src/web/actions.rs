@@ -42,7 +42,16 @@ impl Host for WebHost {
                 ui.schedule.set(Some(schedule));
                 ui.steps_per_epoch.set(steps_per_epoch);
             }
-            Event::Batch(b) => ui.batches.update(|v| v.push(b)),
+            Event::Batch(b) => {
+                if ui.lose_device_in_epoch.get_untracked() == Some(b.epoch + 1) {
+                    ui.lose_device_in_epoch.set(None);
+                    if let Some(gpu) = with_engine(|e| e.gpu.clone()) {
+                        log::warn!("test hook: destroying the GPU device during epoch {}", b.epoch + 1);
+                        super::gpu::destroy(&gpu);
+                    }
+                }
+                ui.batches.update(|v| v.push(b))
+            }
             Event::Epoch(e) => {
                 with_engine(|en| en.log.epochs.push(e.clone()));
                 ui.epochs.update(|v| v.push(e));
@@ -240,7 +249,7 @@ pub fn start_training(ui: Ui) {
         return;
     }
     let Some((config, device, data)) = ready(ui, Place::Train) else { return };
-    let mut trainer = match Trainer::new(config.clone(), &data, &device) {
+    let trainer = match Trainer::new(config.clone(), &data, &device) {
         Ok(t) => t,
         Err(e) => return ui.say(true, e.to_string()),
     };
@@ -254,43 +263,130 @@ pub fn start_training(ui: Ui) {
     ui.phase.set(Phase::Running);
     with_engine(|e| {
         e.log = trainer.log.clone();
-        e.snapshot = None;
+        e.saved = None;
     });
+    leptos::task::spawn_local(drive(ui, trainer, data));
+}
+
+/// Keeps a CPU copy of the run (weights, momentum, position): a lost device cannot take it.
+async fn save(trainer: &Trainer) -> Result<(), TrainError> {
+    let saved = trainer.save_run().await?;
+    with_engine(|e| e.saved = Some(saved));
+    Ok(())
+}
+
+/// Trains to the end (or a stop, divergence or device failure), saving after every epoch.
+async fn drive(ui: Ui, mut trainer: Trainer, data: Rc<Cifar10>) {
+    let mut host = WebHost { ui };
+    let data = data.subset(trainer.config.train_subset, trainer.config.test_subset);
+    trainer.announce(&mut host);
+    let mut outcome = save(&trainer).await;
+    while outcome.is_ok() && !trainer.finished() {
+        outcome = trainer.run_epoch(&data, &mut host).await;
+        if outcome.is_ok() {
+            outcome = save(&trainer).await;
+        }
+    }
+    with_engine(|e| e.log.batches = trainer.log.batches.clone());
+    match outcome {
+        Ok(()) => {
+            ui.phase.set(Phase::Finished);
+            let acc = trainer.last_evaluation.as_ref().map(|e| e.accuracy * 100.0).unwrap_or(0.0);
+            ui.say(false, format!("Finished {} epochs: {acc:.2}% test accuracy.", trainer.epoch));
+        }
+        Err(TrainError::Stopped) => {
+            ui.phase.set(Phase::Stopped);
+            ui.say(false, format!("Stopped after {} steps; the weights so far can be downloaded.", trainer.step));
+        }
+        Err(TrainError::Device(e)) => {
+            ui.phase.set(Phase::Failed);
+            // Offered whatever the failure: a new device is the way on from a loss or an
+            // out-of-memory alike.
+            if ui.device_lost.get_untracked().is_none() {
+                ui.device_lost.set(Some(e.clone()));
+            }
+            let kept = with_engine(|e| e.saved.as_ref().map(|s| s.state.epoch)).unwrap_or(0);
+            ui.say(
+                true,
+                format!(
+                    "The GPU device failed during epoch {}: {e}. The run as it stood after epoch {kept} is \
+                     kept: download its weights, or press \"Continue on a new device\" to train on from there.",
+                    trainer.epoch + 1
+                ),
+            );
+        }
+        Err(e) => {
+            ui.phase.set(Phase::Failed);
+            ui.say(true, e.to_string());
+        }
+    }
+}
+
+/// Makes `gpu` the page's device: watches for its loss, then runs the self-test on it.
+pub async fn use_gpu(ui: Ui, gpu: GpuInfo) {
+    with_engine(|e| e.gpu = Some(gpu.clone()));
+    ui.gpu.set(Some(Ok(gpu.summary())));
+    let watched = gpu.clone();
     leptos::task::spawn_local(async move {
-        let mut host = WebHost { ui };
-        let data = data.subset(config.train_subset, config.test_subset);
-        trainer.announce(&mut host);
-        let mut outcome = Ok(());
-        while !trainer.finished() {
-            if let Err(e) = trainer.run_epoch(&data, &mut host).await {
-                outcome = Err(e);
-                break;
-            }
-            // A CPU copy of each epoch, so a lost device cannot take the weights with it.
-            match weights::snapshot(&trainer.model).await {
-                Ok(s) => with_engine(|e| e.snapshot = Some(s)),
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
+        let Some(reason) = super::gpu::lost(&watched).await else { return };
+        // A device already replaced is old news.
+        let current = with_engine(|e| e.gpu.as_ref().is_some_and(|g| g.setup.device == watched.setup.device));
+        if !current {
+            return;
         }
-        with_engine(|e| e.log.batches = trainer.log.batches.clone());
-        match outcome {
-            Ok(()) => {
-                ui.phase.set(Phase::Finished);
-                let acc = trainer.last_evaluation.as_ref().map(|e| e.accuracy * 100.0).unwrap_or(0.0);
-                ui.say(false, format!("Finished {} epochs: {acc:.2}% test accuracy.", trainer.epoch));
-            }
-            Err(TrainError::Stopped) => {
-                ui.phase.set(Phase::Stopped);
-                ui.say(false, format!("Stopped after {} steps; the weights so far can be downloaded.", trainer.step));
-            }
-            Err(e) => {
-                ui.phase.set(Phase::Failed);
-                ui.say(true, e.to_string());
-            }
+        log::error!("the GPU device was lost: {reason}");
+        ui.device_lost.set(Some(reason.clone()));
+        if !ui.busy() {
+            ui.say(true, format!("The GPU device was lost ({reason}). Press \"Continue on a new device\"."));
         }
+    });
+    ui.selftest.set(None);
+    with_engine(|e| e.selftest = None);
+    self_test(ui, gpu).await;
+}
+
+/// After a lost device: a new one, the self-test on it, the last saved weights loaded onto it,
+/// and the interrupted run trained on from its last completed epoch, all without a reload.
+pub fn continue_on_new_device(ui: Ui) {
+    if ui.busy() {
+        return;
+    }
+    ui.say(false, "Starting a new WebGPU device…");
+    leptos::task::spawn_local(async move {
+        let gpu = match super::gpu::replace().await {
+            Ok(g) => g,
+            Err(e) => return ui.say(true, format!("No new GPU device: {e}. Download the weights, then reload the page.")),
+        };
+        ui.device_lost.set(None);
+        use_gpu(ui, gpu.clone()).await;
+        let usable = with_engine(|e| e.selftest.as_ref().is_some_and(|r| r.as_ref().is_ok_and(|r| !r.usable_convs().is_empty())));
+        if !usable {
+            return ui.say(true, "The new GPU device failed its self-test (see the status above); download the weights.");
+        }
+        let Some(saved) = with_engine(|e| e.saved.clone()) else {
+            return ui.say(false, "A new GPU device is ready.");
+        };
+        let epoch = saved.state.epoch;
+        match saved.model.clone().into_model(&gpu.device) {
+            Ok(model) => with_engine(|e| e.model = Some(model)),
+            Err(e) => return ui.say(true, format!("The saved weights do not load on the new device: {e}")),
+        }
+        let data = with_engine(|e| e.data.clone());
+        let (true, Phase::Failed, Some(data)) = (saved.unfinished(), ui.phase.get_untracked(), data) else {
+            return ui.say(false, format!("A new GPU device is ready, holding the weights of epoch {epoch}."));
+        };
+        // The page shows the run as saved: an epoch that ended after the copy is trained again.
+        ui.epochs.set(saved.state.log.epochs.clone());
+        ui.batches.set(saved.state.log.batches.clone());
+        with_engine(|e| e.log = saved.state.log.clone());
+        let trainer = match Trainer::from_saved(saved, &data, &gpu.device) {
+            Ok(t) => t,
+            Err(e) => return ui.say(true, format!("The run cannot continue: {e}")),
+        };
+        control().set(Control::Run);
+        ui.phase.set(Phase::Running);
+        ui.say(false, format!("Continuing from epoch {epoch} on a new GPU device."));
+        drive(ui, trainer, data).await;
     });
 }
 
@@ -408,7 +504,7 @@ async fn export_snapshot() -> Result<weights::Snapshot, String> {
         match weights::snapshot(&model).await {
             Ok(s) => return Ok(s),
             Err(e) => {
-                if let Some(s) = with_engine(|e| e.snapshot.clone()) {
+                if let Some(s) = with_engine(|e| e.saved.as_ref().map(|s| s.model.clone())) {
                     log::warn!("reading the GPU model failed ({e}); exporting the last epoch's copy");
                     return Ok(s);
                 }
@@ -416,7 +512,7 @@ async fn export_snapshot() -> Result<weights::Snapshot, String> {
             }
         }
     }
-    with_engine(|e| e.snapshot.clone()).ok_or_else(|| "no trained weights yet".to_string())
+    with_engine(|e| e.saved.as_ref().map(|s| s.model.clone())).ok_or_else(|| "no trained weights yet".to_string())
 }
 
 /// Downloads the weights in burn's format (`safetensors = false`) or as `.safetensors`.

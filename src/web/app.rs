@@ -57,6 +57,9 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             ),
             // Test-only: makes the named self-test check fail, to test what the page does then.
             "selftest_fault" => ui.selftest_fault.set(Some(v.clone())),
+            // Test-only: destroys the GPU device during this epoch of the next run, as a driver
+            // reset would, to test the way on from a lost device.
+            "test_lose_device" => ui.lose_device_in_epoch.set(v.parse().ok()),
             "bench_steps" => {
                 if let Ok(n) = v.parse::<usize>() {
                     ui.bench_steps.set(n.clamp(1, 500));
@@ -78,8 +81,7 @@ pub fn App() -> impl IntoView {
         let r = gpu::init().await;
         ui.gpu.set(Some(r.clone().map(|g| g.summary())));
         if let Ok(g) = r {
-            with_engine(|e| e.gpu = Some(g.clone()));
-            actions::self_test(ui, g).await;
+            actions::use_gpu(ui, g).await;
         }
     });
     actions::load_cache(ui);
@@ -415,8 +417,25 @@ pub fn TrainControls(ui: Ui) -> impl IntoView {
                 <div>{move || progress().1}</div>
             </div>
             <Message testid="train-message" signal=ui.message />
+            <DeviceLost ui=ui />
             <Benchmark ui=ui />
         </section>
+    }
+}
+
+/// Shown while the GPU device is lost: why, and the way on without a reload.
+#[component]
+pub fn DeviceLost(ui: Ui) -> impl IntoView {
+    move || {
+        ui.device_lost.get().map(|reason| {
+            view! {
+                <div class="row error" data-testid="device-lost">
+                    <span>{format!("GPU device lost: {reason}")}</span>
+                    <button class="primary" data-testid="continue-new-device" disabled=move || ui.busy()
+                        on:click=move |_| actions::continue_on_new_device(ui)>"Continue on a new device"</button>
+                </div>
+            }
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 
 use burn::prelude::*;
+use burn::tensor::wgpu::{wgpu, WgpuSetup};
 
 /// The adapter burn picked, for the status line.
 #[derive(Clone, Debug)]
@@ -12,6 +13,8 @@ pub struct GpuInfo {
     pub backend: String,
     pub max_buffer_size: u64,
     pub max_storage_buffer_binding_size: u64,
+    /// The wgpu objects behind `device`: the page listens on them for a lost device.
+    pub setup: WgpuSetup,
 }
 
 impl GpuInfo {
@@ -90,25 +93,73 @@ pub async fn init() -> Result<GpuInfo, String> {
         Err(format!("WebGPU is not available in this browser (navigator.gpu is missing). {NO_WEBGPU_HELP}"))
     } else {
         match Device::wgpu_options().init_with_setup_async().await {
-            Ok((device, setup)) => {
-                let info = setup.adapter.get_info();
-                let limits = setup.device.limits();
-                let name = if info.name.is_empty() {
-                    browser_adapter_name().await.unwrap_or_else(|| "unnamed adapter".into())
-                } else {
-                    info.name
-                };
-                Ok(GpuInfo {
-                    device,
-                    name,
-                    backend: format!("{:?}", info.backend),
-                    max_buffer_size: limits.max_buffer_size,
-                    max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
-                })
-            }
+            Ok((device, setup)) => Ok(describe(device, setup).await),
             Err(e) => Err(format!("WebGPU initialisation failed: {e}. {NO_WEBGPU_HELP}")),
         }
     };
     GPU.with(|g| *g.borrow_mut() = State::Done(result.clone()));
     result
+}
+
+async fn describe(device: Device, setup: WgpuSetup) -> GpuInfo {
+    let info = setup.adapter.get_info();
+    let limits = setup.device.limits();
+    let name = if info.name.is_empty() {
+        browser_adapter_name().await.unwrap_or_else(|| "unnamed adapter".into())
+    } else {
+        info.name
+    };
+    GpuInfo {
+        device,
+        name,
+        backend: format!("{:?}", info.backend),
+        max_buffer_size: limits.max_buffer_size,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        setup,
+    }
+}
+
+/// A new WebGPU device after the first was lost, without a reload. burn keeps its runtime for
+/// the lost device registered (a second default init is refused), so the new one is built
+/// from raw wgpu objects and registered as a device of its own.
+pub async fn replace() -> Result<GpuInfo, String> {
+    let instance = wgpu::Instance::default();
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions::default())
+        .await
+        .map_err(|e| format!("no WebGPU adapter is available any more ({e}). {NO_WEBGPU_HELP}"))?;
+    // The adapter's own limits, as burn asks for them: large batches need its largest buffers.
+    let descriptor = wgpu::DeviceDescriptor {
+        label: Some("cifar10-webgpu (replacement)"),
+        required_limits: adapter.limits(),
+        required_features: adapter.features(),
+        ..Default::default()
+    };
+    let (device, queue) =
+        adapter.request_device(&descriptor).await.map_err(|e| format!("the GPU refused a new device: {e}"))?;
+    let backend = adapter.get_info().backend;
+    let setup = WgpuSetup { instance, adapter, device, queue, backend };
+    let device = Device::wgpu_options()
+        .setup(setup.clone())
+        .init()
+        .map_err(|e| format!("burn could not use the new device: {e}"))?;
+    let info = describe(device, setup).await;
+    GPU.with(|g| *g.borrow_mut() = State::Done(Ok(info.clone())));
+    Ok(info)
+}
+
+/// Resolves when the browser reports the device lost (`GPUDevice.lost`), with its reason and
+/// message. A promise has room for any number of listeners: cubecl's own (which fails every
+/// later GPU call) stays in place.
+pub async fn lost(info: &GpuInfo) -> Option<String> {
+    let device = info.setup.device.as_webgpu()?;
+    let promise: js_sys::Promise = wasm_bindgen::JsCast::unchecked_into(device.lost());
+    let lost = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let field = |k: &str| js_sys::Reflect::get(&lost, &k.into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
+    Some(format!("{} {}", field("reason"), field("message")).trim().to_string())
+}
+
+/// Test-only: destroys the device (`GPUDevice.destroy()`), as a driver reset would lose it.
+pub fn destroy(info: &GpuInfo) {
+    info.setup.device.destroy();
 }

@@ -15,7 +15,7 @@ use crate::metrics::{BatchStats, EpochStats, Evaluation, RunLog};
 use crate::model::ResNet9;
 use crate::schedule::OneCycle;
 use crate::train::Control;
-use crate::weights::Snapshot;
+use crate::saved::SavedRun;
 
 /// Where the training run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,8 +40,9 @@ pub struct Engine {
     pub norm: Option<Normalization>,
     /// The latest consistent model on the GPU (epoch end, pause, stop or import).
     pub model: Option<ResNet9>,
-    /// A CPU copy of the last completed epoch: survives a lost device.
-    pub snapshot: Option<Snapshot>,
+    /// The run at its last completed epoch (weights, momentum, position), on the CPU: it
+    /// survives a lost device, stays exportable and continues on a new one.
+    pub saved: Option<SavedRun>,
     pub log: RunLog,
 }
 
@@ -109,6 +110,10 @@ pub struct Ui {
     pub bench: RwSignal<Option<Result<StepBench, String>>>,
     /// Timed steps of the benchmark (`?bench_steps=`).
     pub bench_steps: RwSignal<usize>,
+    /// Why the GPU device was lost, while it is (offers "Continue on a new device").
+    pub device_lost: RwSignal<Option<String>>,
+    /// Test-only (`?test_lose_device=N`): destroy the device during epoch N of the next run.
+    pub lose_device_in_epoch: RwSignal<Option<usize>>,
 }
 
 impl Ui {
@@ -144,6 +149,8 @@ impl Ui {
             predict: RwSignal::new(None),
             bench: RwSignal::new(None),
             bench_steps: RwSignal::new(20),
+            device_lost: RwSignal::new(None),
+            lose_device_in_epoch: RwSignal::new(None),
         }
     }
 
