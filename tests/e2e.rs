@@ -509,6 +509,8 @@ async fn a_lost_device_keeps_the_run_and_continues_on_a_new_device() {
     assert_eq!(&bpk[..4], &0x4255524Eu32.to_le_bytes(), "burnpack magic");
 
     click(c, "continue-new-device").await;
+    let continued = wait_text(c, "train-message", 300, |t| t.contains("Continuing") || t.contains("Finished") || t.contains("No new") || t.contains("cannot")).await;
+    assert!(!continued.contains("No new") && !continued.contains("cannot"), "{continued}");
     let phase = wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed" || t == "Stopped").await;
     let message = text(c, "train-message").await;
     assert_eq!(phase, "Finished", "{message}");
