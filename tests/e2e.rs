@@ -479,60 +479,93 @@ async fn fast_recipe_from_a_link_trains_in_the_page() {
     c.clone().close().await.unwrap();
 }
 
-/// A GPU device lost mid-run (the test hook calls `GPUDevice.destroy()` during epoch 2, as a
-/// driver reset would): the page says so, the weights of epoch 1 download, and "Continue on a
-/// new device" trains on from epoch 1 (weights, momentum, Lookahead's slow weights, schedule
-/// position) to the end, without a reload.
-#[tokio::test(flavor = "current_thread")]
-async fn a_lost_device_keeps_the_run_and_continues_on_a_new_device() {
-    let site = open("lost").await;
-    let c = &site.client;
-    let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
-        &recipe=fast&epochs=3&batch=16&width=0.0625&train_subset=64&test_subset=32&test_lose_device=2";
-    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+/// Loads the sample data at `query`, trains, and waits for the run to fail in epoch 2 with
+/// `banner` in the failure line; returns the train message.
+async fn train_until_the_gpu_fails(c: &Client, base: &str, query: &str, banner: &str) -> String {
+    c.goto(&format!("{base}{SUB_PATH}?data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt&{query}"))
+        .await
+        .unwrap();
     gpu_checked(c).await;
     click(c, "data-load-url").await;
     wait_text(c, "data-status", 120, |t| t.contains("2000 train")).await;
     click(c, "train-start").await;
-    let lost = wait_text(c, "device-lost", 900, |t| t.contains("GPU device lost")).await;
-    assert!(lost.to_lowercase().contains("destroy"), "{lost}");
+    let failed = wait_text(c, "device-lost", 900, |t| t.contains("GPU device failed")).await;
+    assert!(failed.contains(banner), "{failed}");
     let phase = wait_text(c, "train-phase", 300, |t| t != "Running").await;
     let message = text(c, "train-message").await;
     assert_eq!(phase, "Failed", "{message}");
     assert!(message.contains("during epoch 2") && message.contains("after epoch 1"), "{message}");
     let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 1);
+    message
+}
 
+/// Presses "Continue on a new device" and waits for the run to finish all `epochs`.
+async fn continue_to_the_end(c: &Client, epochs: usize) {
+    click(c, "continue-new-device").await;
+    let continued = wait_text(c, "train-message", 300, |t| {
+        t.contains("Continuing") || t.contains("Finished") || t.contains("No new") || t.contains("cannot")
+    })
+    .await;
+    assert!(continued.contains("Continuing from epoch 1"), "{continued}");
+    let phase = wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed" || t == "Stopped").await;
+    let message = text(c, "train-message").await;
+    assert_eq!(phase, "Finished", "{message}");
+    assert!(message.contains(&format!("Finished {epochs} epochs")), "{message}");
+    assert!(text(c, "device-lost").await.is_empty());
+    assert!(text(c, "gpu-selftest").await.contains("passed"));
+    let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), epochs);
+    assert!(text(c, "panic").await.is_empty());
+}
+
+/// Console errors other than the fault's own report.
+async fn unexpected_console_errors(c: &Client) -> Vec<String> {
+    let expected = ["lost", "destroy", "poisoned", "uncaptured GPU error", "maxBufferSize", "Invalid Buffer"];
+    console_errors(c).await.into_iter().filter(|e| !expected.iter().any(|x| e.contains(x))).collect()
+}
+
+/// A GPU device lost mid-run (the test hook calls `GPUDevice.destroy()` during epoch 2, as a
+/// driver reset would): the page says so, the weights of epoch 1 download, and "Continue on a
+/// new device" trains on from epoch 1 (weights, momentum, Lookahead's slow weights, schedule
+/// position) to the end, without a reload; prediction then runs on the new device.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lost_device_keeps_the_run_and_continues_on_a_new_device() {
+    let site = open("lost").await;
+    let c = &site.client;
+    let query = "recipe=fast&epochs=3&batch=16&width=0.0625&train_subset=64&test_subset=32&test_lose_device=2";
+    train_until_the_gpu_fails(c, &site.base, query, "estroy").await;
     // The weights of epoch 1 come from the page's CPU copy: the device cannot be read.
     click(c, "export-weights").await;
     let bpk = wait_download(&site.downloads, "resnet9-cifar10.bpk").await;
     assert_eq!(&bpk[..4], &0x4255524Eu32.to_le_bytes(), "burnpack magic");
-
-    click(c, "continue-new-device").await;
-    let continued = wait_text(c, "train-message", 300, |t| t.contains("Continuing") || t.contains("Finished") || t.contains("No new") || t.contains("cannot")).await;
-    assert!(!continued.contains("No new") && !continued.contains("cannot"), "{continued}");
-    let phase = wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed" || t == "Stopped").await;
-    let message = text(c, "train-message").await;
-    assert_eq!(phase, "Finished", "{message}");
-    assert!(message.contains("Finished 3 epochs"), "{message}");
-    assert!(text(c, "device-lost").await.is_empty());
-    assert!(text(c, "gpu-selftest").await.contains("passed"));
+    continue_to_the_end(c, 3).await;
     let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
-    assert_eq!(rows.len(), 3);
     let last = rows[2].text().await.unwrap();
     assert!(last.starts_with('3') && last.contains("TTA 6 views"), "{last}");
-    // Prediction runs on the new device too (on any decodable image: a screenshot of the page).
+    // Prediction runs on the new device (on any decodable image: a screenshot of the page).
     let image = site.downloads.join("page.png");
     std::fs::write(&image, c.screenshot().await.unwrap()).unwrap();
     c.find(Locator::Css("[data-testid='predict-input']")).await.unwrap().send_keys(&image.display().to_string()).await.unwrap();
     let predicted = wait_text(c, "predict-result", 120, |t| t.contains('%') || t.contains("rror")).await;
     assert!(predicted.contains('%'), "{predicted}");
-    assert!(text(c, "panic").await.is_empty());
-    // The loss itself is logged as an error; nothing else is.
-    let errors = console_errors(c).await;
-    let unexpected: Vec<&String> =
-        errors.iter().filter(|e| !(e.contains("lost") || e.contains("destroy") || e.contains("poisoned"))).collect();
-    assert!(unexpected.is_empty(), "console errors: {errors:?}");
+    let errors = unexpected_console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
+/// An uncaptured GPU error mid-run (the test hook asks for a buffer over `maxBufferSize`
+/// during epoch 2): cubecl's handler would panic and end the page; ours stops the run, says
+/// why, and the run continues on a new device from epoch 1.
+#[tokio::test(flavor = "current_thread")]
+async fn an_uncaptured_gpu_error_stops_the_run_and_it_continues() {
+    let site = open("gpu-error").await;
+    let c = &site.client;
+    let query = "epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32&test_gpu_error=2";
+    train_until_the_gpu_fails(c, &site.base, query, "GPU error").await;
+    continue_to_the_end(c, 2).await;
+    let errors = unexpected_console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
     c.clone().close().await.unwrap();
 }
 

@@ -33,6 +33,11 @@ impl Host for WebHost {
         now_ms()
     }
     fn control(&self) -> Control {
+        // An uncaptured GPU error means some GPU work did not run: stop before it spreads.
+        if let Some(error) = super::gpu::take_error() {
+            self.ui.device_lost.set(Some(format!("GPU error: {error}")));
+            control().set(Control::Stop);
+        }
         control().get()
     }
     fn event(&mut self, event: Event) {
@@ -43,13 +48,7 @@ impl Host for WebHost {
                 ui.steps_per_epoch.set(steps_per_epoch);
             }
             Event::Batch(b) => {
-                if ui.lose_device_in_epoch.get_untracked() == Some(b.epoch + 1) {
-                    ui.lose_device_in_epoch.set(None);
-                    if let Some(gpu) = with_engine(|e| e.gpu.clone()) {
-                        log::warn!("test hook: destroying the GPU device during epoch {}", b.epoch + 1);
-                        super::gpu::destroy(&gpu);
-                    }
-                }
+                test_hooks(ui, b.epoch + 1);
                 ui.batches.update(|v| v.push(b))
             }
             Event::Epoch(e) => {
@@ -75,6 +74,22 @@ impl Host for WebHost {
     fn checkpoint(&mut self, model: &ResNet9) {
         with_engine(|e| e.model = Some(model.checkpoint()));
         self.ui.exportable.set(true);
+    }
+}
+
+/// Test-only faults (URL parameters `test_lose_device`, `test_gpu_error`), each fired once, in
+/// the epoch it names.
+fn test_hooks(ui: Ui, epoch: usize) {
+    let gpu = || with_engine(|e| e.gpu.clone());
+    if ui.lose_device_in_epoch.get_untracked() == Some(epoch) {
+        ui.lose_device_in_epoch.set(None);
+        log::warn!("test hook: destroying the GPU device during epoch {epoch}");
+        gpu().inspect(super::gpu::destroy);
+    }
+    if ui.gpu_error_in_epoch.get_untracked() == Some(epoch) {
+        ui.gpu_error_in_epoch.set(None);
+        log::warn!("test hook: an uncaptured GPU error during epoch {epoch}");
+        gpu().inspect(super::gpu::provoke_error);
     }
 }
 
@@ -281,13 +296,25 @@ async fn drive(ui: Ui, mut trainer: Trainer, data: Rc<Cifar10>) {
     let data = data.subset(trainer.config.train_subset, trainer.config.test_subset);
     trainer.announce(&mut host);
     let mut outcome = save(&trainer).await;
+    let mut epoch = trainer.epoch + 1;
     while outcome.is_ok() && !trainer.finished() {
+        epoch = trainer.epoch + 1;
         outcome = trainer.run_epoch(&data, &mut host).await;
+        // An uncaptured GPU error during the epoch makes its results suspect: it is not kept.
+        if let (Ok(()), Some(error)) = (&outcome, super::gpu::take_error()) {
+            ui.device_lost.set(Some(format!("GPU error: {error}")));
+            outcome = Err(TrainError::Stopped);
+        }
         if outcome.is_ok() {
             outcome = save(&trainer).await;
         }
     }
     with_engine(|e| e.log.batches = trainer.log.batches.clone());
+    // A stop the page made because of a GPU error (`WebHost::control`) is a device failure.
+    let outcome = match (outcome, ui.device_lost.get_untracked()) {
+        (Err(TrainError::Stopped), Some(error)) => Err(TrainError::Device(error)),
+        (outcome, _) => outcome,
+    };
     match outcome {
         Ok(()) => {
             ui.phase.set(Phase::Finished);
@@ -300,18 +327,22 @@ async fn drive(ui: Ui, mut trainer: Trainer, data: Rc<Cifar10>) {
         }
         Err(TrainError::Device(e)) => {
             ui.phase.set(Phase::Failed);
+            // The model on the device is lost or suspect: exports take the saved copy.
+            with_engine(|e| e.model = None);
             // Offered whatever the failure: a new device is the way on from a loss or an
             // out-of-memory alike.
             if ui.device_lost.get_untracked().is_none() {
                 ui.device_lost.set(Some(e.clone()));
             }
-            let kept = with_engine(|e| e.saved.as_ref().map(|s| s.state.epoch)).unwrap_or(0);
+            // The epoch log shows what is kept: an epoch that ended after the copy is not.
+            let kept = with_engine(|e| e.saved.as_ref().map(|s| s.state.log.epochs.clone())).unwrap_or_default();
+            ui.epochs.set(kept.clone());
             ui.say(
                 true,
                 format!(
-                    "The GPU device failed during epoch {}: {e}. The run as it stood after epoch {kept} is \
+                    "The GPU device failed during epoch {epoch}: {e}. The run as it stood after epoch {} is \
                      kept: download its weights, or press \"Continue on a new device\" to train on from there.",
-                    trainer.epoch + 1
+                    kept.len()
                 ),
             );
         }
@@ -325,6 +356,8 @@ async fn drive(ui: Ui, mut trainer: Trainer, data: Rc<Cifar10>) {
 /// Makes `gpu` the page's device: watches for its loss, then runs the self-test on it.
 pub async fn use_gpu(ui: Ui, gpu: GpuInfo) {
     with_engine(|e| e.gpu = Some(gpu.clone()));
+    super::gpu::watch_errors(&gpu);
+    super::gpu::take_error();
     ui.gpu.set(Some(Ok(gpu.summary())));
     let watched = gpu.clone();
     leptos::task::spawn_local(async move {
@@ -634,6 +667,10 @@ pub fn predict_file(ui: Ui, file: web_sys::File) {
             );
             let (x, _) = crate::train::batch_tensors(batch, &device.without_autodiff());
             let probs = crate::train::predict(&model, x).await.map_err(|e| e.to_string())?;
+            if let Some(error) = super::gpu::take_error() {
+                ui.device_lost.set(Some(format!("GPU error: {error}")));
+                return Err(format!("GPU error during the prediction: {error}"));
+            }
             let p = probs.first().ok_or("no output")?;
             let mut ranked: Vec<(usize, f32)> = p.iter().copied().enumerate().collect();
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -60,6 +60,8 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             // Test-only: destroys the GPU device during this epoch of the next run, as a driver
             // reset would, to test the way on from a lost device.
             "test_lose_device" => ui.lose_device_in_epoch.set(v.parse().ok()),
+            // Test-only: an uncaptured GPU error (an oversized buffer) during this epoch.
+            "test_gpu_error" => ui.gpu_error_in_epoch.set(v.parse().ok()),
             "bench_steps" => {
                 if let Ok(n) = v.parse::<usize>() {
                     ui.bench_steps.set(n.clamp(1, 500));
@@ -430,7 +432,7 @@ pub fn DeviceLost(ui: Ui) -> impl IntoView {
         ui.device_lost.get().map(|reason| {
             view! {
                 <div class="row error" data-testid="device-lost">
-                    <span>{format!("GPU device lost: {reason}")}</span>
+                    <span>{format!("GPU device failed: {reason}")}</span>
                     <button class="primary" data-testid="continue-new-device" disabled=move || ui.busy()
                         on:click=move |_| actions::continue_on_new_device(ui)>"Continue on a new device"</button>
                 </div>

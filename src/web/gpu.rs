@@ -1,6 +1,7 @@
 //! WebGPU start-up: one burn device per page, created asynchronously before any tensor.
 
 use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use burn::tensor::wgpu::{wgpu, WgpuSetup};
@@ -162,4 +163,36 @@ pub async fn lost(info: &GpuInfo) -> Option<String> {
 /// Test-only: destroys the device (`GPUDevice.destroy()`), as a driver reset would lose it.
 pub fn destroy(info: &GpuInfo) {
     info.setup.device.destroy();
+}
+
+/// The first uncaptured GPU error since it was last taken.
+static GPU_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Records uncaptured GPU errors (validation, out of memory, internal) instead of panicking.
+/// This replaces cubecl's handler, which panics on a healthy device, and a panic ends a wasm
+/// page, run and weights included; the page instead stops what runs on the GPU and says why
+/// (`take_error`). cubecl's device-lost callback, a separate one, stays.
+pub fn watch_errors(info: &GpuInfo) {
+    info.setup.device.on_uncaptured_error(Arc::new(|error: wgpu::Error| {
+        log::error!("uncaptured GPU error: {error}");
+        if let Ok(mut slot) = GPU_ERROR.lock() {
+            slot.get_or_insert_with(|| error.to_string());
+        }
+    }));
+}
+
+/// The uncaptured GPU error recorded since the last call, if any.
+pub fn take_error() -> Option<String> {
+    GPU_ERROR.lock().ok()?.take()
+}
+
+/// Test-only: asks for a buffer larger than the device allows, a validation error that no
+/// call returns (like a kernel the driver rejects).
+pub fn provoke_error(info: &GpuInfo) {
+    let _ = info.setup.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test: larger than maxBufferSize"),
+        size: info.max_buffer_size.saturating_add(256),
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
 }

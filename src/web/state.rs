@@ -114,6 +114,8 @@ pub struct Ui {
     pub device_lost: RwSignal<Option<String>>,
     /// Test-only (`?test_lose_device=N`): destroy the device during epoch N of the next run.
     pub lose_device_in_epoch: RwSignal<Option<usize>>,
+    /// Test-only (`?test_gpu_error=N`): provoke an uncaptured GPU error during epoch N.
+    pub gpu_error_in_epoch: RwSignal<Option<usize>>,
 }
 
 impl Ui {
@@ -151,6 +153,7 @@ impl Ui {
             bench_steps: RwSignal::new(20),
             device_lost: RwSignal::new(None),
             lose_device_in_epoch: RwSignal::new(None),
+            gpu_error_in_epoch: RwSignal::new(None),
         }
     }
 
