@@ -84,15 +84,15 @@ impl NesterovSgd {
     pub async fn velocities<M: Module>(&self, module: &M) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
         let shapes: BTreeMap<String, Vec<usize>> =
             crate::model::named_tensors(module).into_iter().map(|(p, t)| (p, t.dims())).collect();
-        let mut out = Vec::new();
+        let (mut flat, mut dims) = (Vec::new(), Vec::new());
         for (path, id) in param_ids(module) {
-            let Some(v) = self.velocity.get(&ParamId::from(id)) else { continue };
-            let shape = shapes.get(&path).cloned().unwrap_or_default();
-            let data = TensorAny::R1(v.clone()).into_data_async().await?;
-            let values = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
-            out.push((path, shape, values));
+            let (Some(v), Some(shape)) = (self.velocity.get(&ParamId::from(id)), shapes.get(&path)) else { continue };
+            flat.push((path, TensorAny::R1(v.clone())));
+            dims.push(shape.clone());
         }
-        Ok(out)
+        // Stored flat; returned with each parameter's shape.
+        let read = crate::model::read_tensors(flat).await?;
+        Ok(read.into_iter().zip(dims).map(|((path, _, values), shape)| (path, shape, values)).collect())
     }
 
     /// Replaces the velocities by `tensors` (by path), checked against `module`'s trainable

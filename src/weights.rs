@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use crate::model::{named_tensors, ResNet9};
-use crate::train::{device_error, TrainError};
+use crate::train::TrainError;
 
 /// Everything that can be wrong with a weights file.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,16 +48,7 @@ pub struct Snapshot {
 
 /// Reads every tensor of the model back asynchronously.
 pub async fn snapshot(model: &ResNet9) -> Result<Snapshot, TrainError> {
-    let mut tensors = Vec::new();
-    for (path, tensor) in named_tensors(model) {
-        let shape = tensor.dims();
-        let data = tensor.into_data_async().await.map_err(device_error)?;
-        let values: Vec<f32> = data
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-        tensors.push((path, shape, values));
-    }
+    let tensors = crate::model::read_tensors(named_tensors(model)).await.map_err(TrainError::Device)?;
     let width = tensors
         .iter()
         .find(|(p, _, _)| p == "prep.conv.weight")
@@ -93,8 +84,7 @@ pub fn tensors_from_burnpack(
 ) -> Result<(BTreeMap<String, String>, Vec<(String, Vec<usize>, Vec<f32>)>), WeightsError> {
     let reader = burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
         .map_err(|e| WeightsError::Format(e.to_string()))?;
-    let metadata: BTreeMap<String, String> =
-        reader.metadata().clone();
+    let metadata = reader.metadata().clone();
     let mut tensors = Vec::new();
     for t in reader.into_tensors().map_err(|e| WeightsError::Format(e.to_string()))? {
         let (name, dtype, shape, _id, bytes) = t.into_parts().map_err(|e| WeightsError::Format(e.to_string()))?;
