@@ -12,7 +12,7 @@ use crate::data::{Split, IMAGE_BYTES};
 use crate::model::ResNet9;
 use crate::optim::NesterovSgd;
 use crate::tricks::Objective;
-use crate::train::{batch_tensors, device_error, Control, Host, TrainError};
+use crate::train::{batch_tensors, device_error, proceed, Host, TrainError};
 
 /// What one benchmark measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,9 +104,7 @@ pub async fn bench_steps<H: Host>(
     let mut prep_ms = 0.0;
     let mut host_ms = 0.0;
     for step in 0..warmup + steps {
-        if host.control() == Control::Stop {
-            return Err(TrainError::Stopped);
-        }
+        proceed(host)?;
         if step == warmup {
             // Drain the queue so the timed steps start from an idle device.
             model.fc.weight.val().into_data_async().await.map_err(device_error)?;

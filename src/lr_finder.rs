@@ -11,7 +11,7 @@ use crate::data::Cifar10;
 use crate::model::ResNet9;
 use crate::optim::NesterovSgd;
 use crate::tricks::Objective;
-use crate::train::{batch_tensors, device_error, Control, Event, Host, TrainError};
+use crate::train::{batch_tensors, device_error, proceed, Event, Host, TrainError};
 
 /// Settings of the sweep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,9 +109,7 @@ pub async fn find_lr<H: Host>(
     let mut best = f64::INFINITY;
     let mut order = Vec::new();
     'sweep: for step in 0..steps {
-        if host.control() == Control::Stop {
-            return Err(TrainError::Stopped);
-        }
+        proceed(host)?;
         if order.is_empty() {
             order = augment::epoch_batches(data.train.len(), train.batch_size, train.seed, 10_000 + step);
         }

@@ -90,6 +90,23 @@ pub trait Host {
     /// Receives the model whenever it is in a consistent state worth keeping: at the end of
     /// each epoch, on pause and stop, and (rolled back) after divergence. Cloning is cheap.
     fn checkpoint(&mut self, _model: &ResNet9) {}
+    /// A GPU failure reported out of band since the last call, which no GPU call returns (the
+    /// page: an uncaptured WebGPU error). Training, the LR finder and the benchmark end with
+    /// [`TrainError::Device`] at the next batch; an epoch during which one arrived is not kept.
+    fn device_failure(&mut self) -> Option<String> {
+        None
+    }
+}
+
+/// Between two batches: ends a loop on an out-of-band GPU failure or a stop request.
+pub(crate) fn proceed<H: Host>(host: &mut H) -> Result<(), TrainError> {
+    if let Some(failure) = host.device_failure() {
+        return Err(TrainError::Device(failure));
+    }
+    match host.control() {
+        Control::Stop => Err(TrainError::Stopped),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn device_error(e: impl std::fmt::Debug) -> TrainError {
@@ -250,6 +267,9 @@ impl Trainer {
     }
 
     async fn wait_if_paused<H: Host>(&mut self, host: &mut H) -> Result<(), TrainError> {
+        if let Some(failure) = host.device_failure() {
+            return Err(TrainError::Device(failure));
+        }
         match host.control() {
             Control::Run => Ok(()),
             Control::Stop => {
@@ -364,6 +384,9 @@ impl Trainer {
         // (training uses batch statistics, and an infinite variance still evaluates to finite
         // outputs): check the weights themselves before calling this epoch good.
         let finite = crate::model::is_finite(&self.model).await.map_err(TrainError::Device)?;
+        if let Some(failure) = host.device_failure() {
+            return Err(TrainError::Device(failure));
+        }
         if !finite || !evaluation.loss.is_finite() {
             self.model = self.last_good.checkpoint();
             host.checkpoint(&self.model);

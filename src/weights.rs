@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::DType;
 
@@ -270,9 +270,6 @@ fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
 struct Loader {
     path: Vec<String>,
     tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    /// Parameter ids to give the loaded tensors (a resumed run's optimiser state is keyed by
-    /// them); `None` keeps the model's own.
-    ids: Option<BTreeMap<String, ParamId>>,
     missing: Vec<String>,
     shape_error: Option<WeightsError>,
 }
@@ -297,8 +294,8 @@ impl ModuleMapper for Loader {
                 param
             }
             Some((shape, values)) => {
-                let id = self.ids.as_ref().and_then(|ids| ids.get(&name).copied()).unwrap_or(param.id);
-                let device = param.lazy_device();
+                // The parameter keeps its id: an optimiser's momentum stays keyed by it.
+                let (id, device) = (param.id, param.lazy_device());
                 let tensor = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
                 param.transform_for_load(tensor, id)
             }
@@ -308,18 +305,8 @@ impl ModuleMapper for Loader {
 
 /// Replaces every tensor of `model` by the named values, or explains what does not fit.
 pub fn apply(model: ResNet9, tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<ResNet9, WeightsError> {
-    apply_with_ids(model, tensors, None)
-}
-
-/// [`apply`], also giving each parameter the id named for its path.
-pub fn apply_with_ids(
-    model: ResNet9,
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
-    ids: Option<BTreeMap<String, ParamId>>,
-) -> Result<ResNet9, WeightsError> {
     let mut loader = Loader {
         path: Vec::new(),
-        ids,
         tensors: tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect(),
         missing: Vec::new(),
         shape_error: None,

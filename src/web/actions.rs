@@ -33,11 +33,6 @@ impl Host for WebHost {
         now_ms()
     }
     fn control(&self) -> Control {
-        // An uncaptured GPU error means some GPU work did not run: stop before it spreads.
-        if let Some(error) = super::gpu::take_error() {
-            self.ui.device_lost.set(Some(format!("GPU error: {error}")));
-            control().set(Control::Stop);
-        }
         control().get()
     }
     fn event(&mut self, event: Event) {
@@ -75,6 +70,17 @@ impl Host for WebHost {
         with_engine(|e| e.model = Some(model.checkpoint()));
         self.ui.exportable.set(true);
     }
+    fn device_failure(&mut self) -> Option<String> {
+        gpu_failure(self.ui)
+    }
+}
+
+/// An uncaptured GPU error since the last look (some GPU work did not run), shown with the
+/// "Continue on a new device" action.
+fn gpu_failure(ui: Ui) -> Option<String> {
+    let failure = format!("GPU error: {}", super::gpu::take_error()?);
+    ui.device_lost.set(Some(failure.clone()));
+    Some(failure)
 }
 
 /// Test-only faults (URL parameters `test_lose_device`, `test_gpu_error`), each fired once, in
@@ -300,21 +306,11 @@ async fn drive(ui: Ui, mut trainer: Trainer, data: Rc<Cifar10>) {
     while outcome.is_ok() && !trainer.finished() {
         epoch = trainer.epoch + 1;
         outcome = trainer.run_epoch(&data, &mut host).await;
-        // An uncaptured GPU error during the epoch makes its results suspect: it is not kept.
-        if let (Ok(()), Some(error)) = (&outcome, super::gpu::take_error()) {
-            ui.device_lost.set(Some(format!("GPU error: {error}")));
-            outcome = Err(TrainError::Stopped);
-        }
         if outcome.is_ok() {
             outcome = save(&trainer).await;
         }
     }
     with_engine(|e| e.log.batches = trainer.log.batches.clone());
-    // A stop the page made because of a GPU error (`WebHost::control`) is a device failure.
-    let outcome = match (outcome, ui.device_lost.get_untracked()) {
-        (Err(TrainError::Stopped), Some(error)) => Err(TrainError::Device(error)),
-        (outcome, _) => outcome,
-    };
     match outcome {
         Ok(()) => {
             ui.phase.set(Phase::Finished);
@@ -667,9 +663,8 @@ pub fn predict_file(ui: Ui, file: web_sys::File) {
             );
             let (x, _) = crate::train::batch_tensors(batch, &device.without_autodiff());
             let probs = crate::train::predict(&model, x).await.map_err(|e| e.to_string())?;
-            if let Some(error) = super::gpu::take_error() {
-                ui.device_lost.set(Some(format!("GPU error: {error}")));
-                return Err(format!("GPU error during the prediction: {error}"));
+            if let Some(failure) = gpu_failure(ui) {
+                return Err(format!("{failure} (during the prediction)"));
             }
             let p = probs.first().ok_or("no output")?;
             let mut ranked: Vec<(usize, f32)> = p.iter().copied().enumerate().collect();
