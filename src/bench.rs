@@ -12,7 +12,7 @@ use crate::data::{Split, IMAGE_BYTES};
 use crate::model::ResNet9;
 use crate::optim::NesterovSgd;
 use crate::tricks::Objective;
-use crate::train::{batch_tensors, device_error, proceed, Host, TrainError};
+use crate::train::{batch_tensors, device_error, proceed, Host, Probe, TrainError};
 
 /// What one benchmark measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,10 @@ pub struct StepBench {
     /// real GPU the step cannot be faster than this; in the page it is the wasm's own cost.
     #[serde(default)]
     pub host_ms_per_step: f64,
+    /// The host's own counters over the timed steps (the page with `?count_gpu_calls=1`:
+    /// WebGPU dispatches, submits, bind groups per step, its longest main-thread task in ms).
+    #[serde(default)]
+    pub probes: Vec<(String, f64)>,
     /// How the convolutions were computed.
     pub conv: String,
     /// Whether the images were random bytes (no data set loaded).
@@ -57,7 +61,12 @@ impl StepBench {
             self.warmup_ms / 1000.0,
             if self.synthetic { " · synthetic images" } else { "" },
             prec = if self.images_per_sec < 100.0 { 1 } else { 0 }
-        )
+        ) + &self.probes.iter().map(|(name, value)| format!(" · {name} {value:.1}")).collect::<String>()
+    }
+
+    /// A counter of [`StepBench::probes`] by name.
+    pub fn probe(&self, name: &str) -> Option<f64> {
+        self.probes.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
     }
 }
 
@@ -103,6 +112,7 @@ pub async fn bench_steps<H: Host>(
     let mut warmup_ms = 0.0;
     let mut prep_ms = 0.0;
     let mut host_ms = 0.0;
+    let mut probes_start = Vec::new();
     for step in 0..warmup + steps {
         proceed(host)?;
         if step == warmup {
@@ -112,6 +122,7 @@ pub async fn bench_steps<H: Host>(
             warmup_ms = timed_start - start;
             prep_ms = 0.0;
             host_ms = 0.0;
+            probes_start = host.probe();
         }
         let prep_start = host.now_ms();
         let indices: Vec<usize> =
@@ -129,6 +140,7 @@ pub async fn bench_steps<H: Host>(
     // The last update of the classifier depends on the whole last backward pass.
     model.fc.weight.val().into_data_async().await.map_err(device_error)?;
     let elapsed = (host.now_ms() - timed_start).max(1e-3);
+    let probes = per_step(&probes_start, &host.probe(), steps);
     Ok(StepBench {
         width: config.width,
         batch: config.batch_size,
@@ -139,7 +151,19 @@ pub async fn bench_steps<H: Host>(
         images_per_sec: (steps * config.batch_size) as f64 / (elapsed / 1000.0),
         prep_ms_per_step: prep_ms / steps as f64,
         host_ms_per_step: host_ms / steps as f64,
+        probes,
         conv: format!("{:?}", crate::model::conv_algorithm()).to_lowercase(),
         synthetic: false,
     })
+}
+
+/// The growth of each running total per step, and each maximum as read at the end.
+fn per_step(start: &[Probe], end: &[Probe], steps: usize) -> Vec<(String, f64)> {
+    end.iter()
+        .map(|p| {
+            let before = start.iter().find(|s| s.name == p.name).map_or(0.0, |s| s.value);
+            let value = if p.total { (p.value - before) / steps as f64 } else { p.value };
+            (p.name.to_string(), value)
+        })
+        .collect()
 }

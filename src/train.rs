@@ -96,6 +96,21 @@ pub trait Host {
     fn device_failure(&mut self) -> Option<String> {
         None
     }
+    /// Counters the host keeps of its own accord (the page, on request: its WebGPU calls and
+    /// its main thread's longest task), read where the benchmark's timed steps start and end.
+    fn probe(&mut self) -> Vec<Probe> {
+        Vec::new()
+    }
+}
+
+/// One reading of a host counter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    pub name: &'static str,
+    pub value: f64,
+    /// `true`: a running total (the benchmark reports its growth per step); `false`: the
+    /// largest value since the previous reading (reported as read at the end).
+    pub total: bool,
 }
 
 /// Between two batches: ends a loop on an out-of-band GPU failure or a stop request.

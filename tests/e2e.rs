@@ -286,7 +286,8 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     let site = open("bench").await;
     let c = &site.client;
     let query = std::env::var("E2E_BENCH_QUERY").unwrap_or_else(|_| "width=0.125&batch=32&bench_steps=5".into());
-    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    // Counts the page's WebGPU calls and long tasks during the timed steps (issue 21).
+    c.goto(&format!("{}{SUB_PATH}?{query}&count_gpu_calls=1", site.base)).await.unwrap();
     let status = gpu_checked(c).await;
     // The query set the number of timed steps.
     let steps = query.split('&').find_map(|kv| kv.strip_prefix("bench_steps=")).unwrap_or("20");
@@ -299,6 +300,7 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     let ms: f64 = result.split(" ms/step").next().and_then(|x| x.trim().parse().ok()).unwrap_or(f64::NAN);
     assert!(ms > 0.0, "{result}");
     assert!(result.contains("conv burn"), "{result}");
+    page_cost_stays_in_bounds(&result);
     // Idle again: the other GPU actions are available.
     assert_eq!(text(c, "train-phase").await, "Idle");
     // `?conv=im2col` switches the page's convolutions to matmuls: same benchmark, other kernels.
@@ -312,6 +314,29 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     c.clone().close().await.unwrap();
 }
+
+/// A counter of the benchmark's line (`· dispatches 457.0`), which `?count_gpu_calls=1` adds.
+fn bench_figure(line: &str, name: &str) -> f64 {
+    let at = line.find(&format!("· {name} ")).unwrap_or_else(|| panic!("no {name} in {line}"));
+    let rest = &line[at + name.len() + 3..];
+    rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} unreadable in {line}"))
+}
+
+/// Issue 21's guards on the release build: the static constructors ran once however many
+/// calls the page made into the wasm, a step launches no more kernels than before (457), and
+/// the page's own CPU stays a bounded share of the step measured in the same run.
+fn page_cost_stays_in_bounds(line: &str) {
+    assert_eq!(bench_figure(line, "constructor runs"), 1.0, "static constructors re-ran: exports wrapped again? {line}");
+    let dispatches = bench_figure(line, "dispatches");
+    assert!(dispatches > 50.0 && dispatches <= 457.0, "{dispatches} dispatches per step (at most 457): {line}");
+    let ms: f64 = line.split(" ms/step").next().and_then(|x| x.trim().parse().ok()).unwrap_or(f64::NAN);
+    let cpu: f64 = line.split("CPU ").nth(1).and_then(|x| x.split(" ms/step").next()).and_then(|x| x.trim().parse().ok()).unwrap_or(f64::NAN);
+    assert!(cpu / ms <= CPU_SHARE_BOUND, "the page's CPU is {cpu} of {ms} ms per step (bound {CPU_SHARE_BOUND}): {line}");
+}
+
+/// The page's CPU per step as a share of the whole step, at the test's width 0.125, batch 32 on
+/// SwiftShader: BENCHMARKS.md, issue 21 (before the fix it was nearly the whole step).
+const CPU_SHARE_BOUND: f64 = 0.5;
 
 #[tokio::test(flavor = "current_thread")]
 async fn picking_the_tarball_loads_the_data_and_draws_the_preview() {

@@ -38,6 +38,26 @@ async fn sample_data() -> cifar10_webgpu::data::Cifar10 {
     loader::load_from_url(&format!("{}/sample/", data_url()), &files, |_| {}).await.expect("sample shards load")
 }
 
+/// wasm-ld must not wrap the exports in calls to the static constructors (issue 21: that cost
+/// ~62% of the page's CPU per step): after hundreds of calls from JS into the wasm (timers,
+/// GPU read-backs), the constructors have still run once. Fails if a dependency or a linker
+/// change brings the wrapping back.
+#[wasm_bindgen_test]
+async fn static_constructors_run_once_however_often_js_calls_in() {
+    cifar10_webgpu::ctors::run_once();
+    let first = cifar10_webgpu::ctors::runs();
+    let info = gpu::init().await.expect("WebGPU adapter");
+    for i in 0..50 {
+        gloo::timers::future::TimeoutFuture::new(0).await;
+        let t = Tensor::<1>::from_floats([i as f32, 1.0], &info.device) * 2.0;
+        let v = t.into_data_async().await.expect("async read").to_vec::<f32>().expect("f32");
+        assert_eq!(v, vec![2.0 * i as f32, 2.0]);
+    }
+    let runs = cifar10_webgpu::ctors::runs();
+    web_sys::console::log_1(&format!("static constructors ran {first} time(s) at start, {runs} after 50 GPU round trips").into());
+    assert_eq!((first, runs), (1, 1), "the static constructors ran more than once: exports are wrapped (wasm-ld command_export)");
+}
+
 #[derive(Module, Debug)]
 struct SmallNet {
     conv: Conv2d,

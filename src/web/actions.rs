@@ -73,6 +73,9 @@ impl Host for WebHost {
     fn device_failure(&mut self) -> Option<String> {
         gpu_failure(self.ui)
     }
+    fn probe(&mut self) -> Vec<crate::train::Probe> {
+        super::probe::read()
+    }
 }
 
 /// An uncaptured GPU error since the last look (some GPU work did not run), shown with the

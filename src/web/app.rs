@@ -62,6 +62,8 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             "test_lose_device" => ui.lose_device_in_epoch.set(v.parse().ok()),
             // Test-only: an uncaptured GPU error (an oversized buffer) during this epoch.
             "test_gpu_error" => ui.gpu_error_in_epoch.set(v.parse().ok()),
+            // Counts the page's WebGPU calls and long tasks for the benchmark's line.
+            "count_gpu_calls" if v == "1" => super::probe::install(),
             "bench_steps" => {
                 if let Ok(n) = v.parse::<usize>() {
                     ui.bench_steps.set(n.clamp(1, 500));

@@ -77,6 +77,8 @@ fn has_navigator_gpu() -> bool {
 
 /// Initialises burn's WebGPU device once per page; later calls return the same result.
 pub async fn init() -> Result<GpuInfo, String> {
+    // cubecl's registrations live in static constructors: they must have run.
+    crate::ctors::run_once();
     loop {
         let ready = GPU.with(|g| match &*g.borrow() {
             State::Done(r) => Some(Some(r.clone())),

@@ -5,12 +5,14 @@ pub mod app;
 pub mod charts;
 pub mod gpu;
 pub mod loader;
+pub mod probe;
 pub mod state;
 
 use wasm_bindgen::JsCast;
 
-/// Installs the panic hook and mounts the app on `<body>`.
+/// Runs the static constructors once, installs the panic hook and mounts the app on `<body>`.
 pub fn start() {
+    crate::ctors::run_once();
     install_panic_hook();
     leptos::mount::mount_to_body(app::App);
 }

@@ -1,0 +1,99 @@
+// Where the page's own CPU goes during its step benchmark: opens a built site in headless
+// Chromium (SwiftShader WebGPU) with ?count_gpu_calls=1 and runs the Benchmark button twice,
+// with 2 and with 6 timed steps. The CPU time of Chromium's processes is read from /proc
+// around each run: the renderer (the page: our wasm and the JS it calls) and the GPU process
+// (SwiftShader doing the device's work), per step = (6-step run - 2-step run) / 4, as issue 21
+// measured it. The 6-step run also runs under the DevTools Protocol's sampling Profiler, which
+// says which functions the page's thread spent its time in.
+//
+//   node bench/page_profile.mjs URL [out.json]
+//   URL e.g. http://127.0.0.1:8000/?width=0.0625&batch=16   (count_gpu_calls and bench_steps are added)
+//
+// Needs playwright-core (npm) and Debian's chromium; bench/profile.sh installs and serves.
+// For wasm function names, profile a site built with WASM_OPT=0 (wasm-opt drops the names).
+import { chromium } from 'playwright-core';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+
+// CPU seconds (user + system) of every descendant of this node process, by Chromium process type.
+function chromiumCpu() {
+  const procs = new Map();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      procs.set(+pid, { ppid: +f[1], cpu: (+f[11] + +f[12]) / 100, type: (cmd.match(/--type=([a-z-]+)/) || [, 'browser'])[1] });
+    } catch { /* gone */ }
+  }
+  const mine = (pid) => { for (let p = pid; p > 1; p = procs.get(p)?.ppid ?? 0) if (p === process.pid) return true; return false; };
+  const sum = {};
+  for (const [pid, p] of procs) if (pid !== process.pid && mine(pid)) sum[p.type] = (sum[p.type] || 0) + p.cpu;
+  return sum;
+}
+
+const [url, out] = process.argv.slice(2);
+if (!url) { console.error('usage: node bench/page_profile.mjs URL [out.json]'); process.exit(2); }
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless=new', '--enable-unsafe-webgpu', '--no-sandbox', '--disable-gpu-sandbox',
+    '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-quic'],
+});
+const page = await browser.newPage();
+page.on('pageerror', (e) => console.error('page error:', e.message));
+const testid = (id) => page.locator(`[data-testid="${id}"]`);
+async function bench(steps, profiled) {
+  await page.goto(`${url}${url.includes('?') ? '&' : '?'}count_gpu_calls=1&bench_steps=${steps}`);
+  await testid('gpu-selftest').filter({ hasText: /passed|failed|refused/ }).waitFor({ timeout: 600_000 });
+  const cdp = profiled && await page.context().newCDPSession(page);
+  if (cdp) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
+    await cdp.send('Profiler.start');
+  }
+  const before = chromiumCpu();
+  await testid('bench-run').click();
+  await testid('bench-result').filter({ hasText: /./ }).waitFor({ timeout: 1_800_000 });
+  const after = chromiumCpu();
+  const line = await testid('bench-result').innerText();
+  console.log(`benchmark, ${steps} timed steps: ${line}`);
+  const cpu = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] || 0)]));
+  return { line, cpu, profile: cdp && (await cdp.send('Profiler.stop')).profile };
+}
+const short = await bench(2, false);
+const long = await bench(6, true);
+const perStep = Object.fromEntries(Object.keys(long.cpu).map((k) => [k, Math.round(1000 * (long.cpu[k] - (short.cpu[k] || 0)) / 4)]));
+console.log('CPU ms per timed step by Chromium process ((6-step run - 2-step run) / 4):', JSON.stringify(perStep));
+const line = long.line;
+const profile = long.profile;
+
+// Self time per node from the samples; inclusive time counts a function once per sample.
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const parent = new Map();
+for (const n of profile.nodes) for (const c of n.children || []) parent.set(c, n.id);
+const self = new Map(), inclusive = new Map();
+let total = 0;
+const name = (n) => `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url ? n.callFrame.url.split('/').pop().split('?')[0] : ''}`.trim();
+profile.samples.forEach((id, i) => {
+  const dt = (profile.timeDeltas[i + 1] ?? profile.timeDeltas[i]) / 1000;
+  const node = byId.get(id);
+  const own = name(node);
+  if (own.startsWith('(idle)') || own.startsWith('(program)')) return;
+  total += dt;
+  self.set(own, (self.get(own) || 0) + dt);
+  const seen = new Set();
+  for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
+    const nm = name(byId.get(cur));
+    if (!seen.has(nm)) { seen.add(nm); inclusive.set(nm, (inclusive.get(nm) || 0) + dt); }
+  }
+});
+const top = (m, k) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, k)
+  .map(([n, ms]) => ({ name: n, ms: Math.round(ms), share: +(100 * ms / total).toFixed(1) }));
+const result = { url, benchmark: line, cpu_ms_per_step: perStep, busy_ms: Math.round(total), self: top(self, 30), inclusive: top(inclusive, 40) };
+console.log(`busy (not idle) ms in the page's thread during the benchmark: ${result.busy_ms}`);
+console.log('top self time:');
+for (const r of result.self.slice(0, 20)) console.log(`  ${String(r.share).padStart(5)}%  ${r.ms} ms  ${r.name}`);
+console.log('top inclusive time:');
+for (const r of result.inclusive.slice(0, 30)) console.log(`  ${String(r.share).padStart(5)}%  ${r.ms} ms  ${r.name}`);
+if (out) writeFileSync(out, JSON.stringify(result, null, 1));
+await browser.close();
