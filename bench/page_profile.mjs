@@ -9,10 +9,13 @@
 //   node bench/page_profile.mjs URL [out.json]
 //   URL e.g. http://127.0.0.1:8000/?width=0.0625&batch=16   (count_gpu_calls and bench_steps are added)
 //
-// Needs playwright-core (npm) and Debian's chromium; bench/profile.sh installs and serves.
+// Needs playwright-core (npm, in $TOOLS_DIR/node_modules) and Debian's chromium; bench/profile.sh
+// installs, builds and serves.
 // For wasm function names, profile a site built with WASM_OPT=0 (wasm-opt drops the names).
-import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+// playwright-core lives in the build cache's tools folder (bench/profile.sh installs it there).
+const { chromium } = createRequire(`${process.env.TOOLS_DIR || process.cwd()}/`)('playwright-core');
 
 // CPU seconds (user + system) of every descendant of this node process, by Chromium process type.
 function chromiumCpu() {
@@ -32,6 +35,8 @@ function chromiumCpu() {
 }
 
 const [url, out] = process.argv.slice(2);
+// Timed steps of the profiled run (the profile starts after the 6th step).
+const STEADY_STEPS = +(process.env.STEADY_STEPS || 20);
 if (!url) { console.error('usage: node bench/page_profile.mjs URL [out.json]'); process.exit(2); }
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -46,13 +51,16 @@ async function bench(steps, profiled) {
   await page.goto(`${url}${url.includes('?') ? '&' : '?'}count_gpu_calls=1&bench_steps=${steps}`);
   await testid('gpu-selftest').filter({ hasText: /passed|failed|refused/ }).waitFor({ timeout: 600_000 });
   const cdp = profiled && await page.context().newCDPSession(page);
-  if (cdp) {
-    await cdp.send('Profiler.enable');
-    await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
-    await cdp.send('Profiler.start');
-  }
   const before = chromiumCpu();
   await testid('bench-run').click();
+  if (cdp) {
+    // Profile the steady state only: the 5 warm-up steps compile every kernel. The benchmark
+    // reads the page's counters once the warm-up has drained (`reads`).
+    await page.waitForFunction(() => globalThis.__cifarProbe.reads >= 1, null, { polling: 10, timeout: 600_000 });
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+    await cdp.send('Profiler.start');
+  }
   await testid('bench-result').filter({ hasText: /./ }).waitFor({ timeout: 1_800_000 });
   const after = chromiumCpu();
   const line = await testid('bench-result').innerText();
@@ -61,11 +69,12 @@ async function bench(steps, profiled) {
   return { line, cpu, profile: cdp && (await cdp.send('Profiler.stop')).profile };
 }
 const short = await bench(2, false);
-const long = await bench(6, true);
+const long = await bench(6, false);
+const steady = await bench(STEADY_STEPS, true);
 const perStep = Object.fromEntries(Object.keys(long.cpu).map((k) => [k, Math.round(1000 * (long.cpu[k] - (short.cpu[k] || 0)) / 4)]));
 console.log('CPU ms per timed step by Chromium process ((6-step run - 2-step run) / 4):', JSON.stringify(perStep));
-const line = long.line;
-const profile = long.profile;
+const line = steady.line;
+const profile = steady.profile;
 
 // Self time per node from the samples; inclusive time counts a function once per sample.
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));

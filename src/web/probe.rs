@@ -11,7 +11,7 @@ use crate::train::Probe;
 /// Installs the wrappers and the long-task observer once per page.
 const INSTALL: &str = r#"
 if (globalThis.__cifarProbe) return;
-const p = globalThis.__cifarProbe = { dispatches: 0, submits: 0, bindGroups: 0, buffers: 0, writes: 0, longest: 0, longTotal: 0 };
+const p = globalThis.__cifarProbe = { reads: 0, dispatches: 0, submits: 0, bindGroups: 0, buffers: 0, writes: 0, longest: 0, longTotal: 0 };
 const wrap = (cls, name, key) => {
   const proto = globalThis[cls] && globalThis[cls].prototype;
   if (!proto || typeof proto[name] !== 'function') return;
@@ -48,6 +48,9 @@ pub fn read() -> Vec<Probe> {
     let get = |k: &str| js_sys::Reflect::get(&p, &k.into()).ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
     let longest = get("longest");
     let _ = js_sys::Reflect::set(&p, &"longest".into(), &0.into());
+    // How often the counters were read: bench/page_profile.mjs starts profiling at the first
+    // reading, where the benchmark's timed steps begin.
+    let _ = js_sys::Reflect::set(&p, &"reads".into(), &(get("reads") + 1.0).into());
     let total = |name, value| Probe { name, value, total: true };
     vec![
         total("dispatches", get("dispatches")),
