@@ -1,10 +1,11 @@
 // Where the page's own CPU goes during its step benchmark: opens a built site in headless
-// Chromium (SwiftShader WebGPU) with ?count_gpu_calls=1 and runs the Benchmark button twice,
-// with 2 and with 6 timed steps. The CPU time of Chromium's processes is read from /proc
-// around each run: the renderer (the page: our wasm and the JS it calls) and the GPU process
-// (SwiftShader doing the device's work), per step = (6-step run - 2-step run) / 4, as issue 21
-// measured it. The 6-step run also runs under the DevTools Protocol's sampling Profiler, which
-// says which functions the page's thread spent its time in.
+// Chromium (SwiftShader WebGPU) with ?count_gpu_calls=1 and runs the Benchmark button
+// ($STEADY_STEPS timed steps, default 20). Over the timed steps only (from the benchmark's
+// first reading of the page's counters, after the warm-up, to its last) it reads the CPU time
+// of Chromium's processes from /proc: the renderer (the page: our wasm and the JS it calls)
+// and the GPU process (SwiftShader doing the device's work), and runs the DevTools Protocol's
+// sampling Profiler (in a second run: sampling costs the page CPU), which says which functions
+// the page's thread spent its time in.
 //
 //   node bench/page_profile.mjs URL [out.json]
 //   URL e.g. http://127.0.0.1:8000/?width=0.0625&batch=16   (count_gpu_calls and bench_steps are added)
@@ -35,7 +36,7 @@ function chromiumCpu() {
 }
 
 const [url, out] = process.argv.slice(2);
-// Timed steps of the profiled run (the profile starts after the 6th step).
+// Timed steps of the measured run.
 const STEADY_STEPS = +(process.env.STEADY_STEPS || 20);
 if (!url) { console.error('usage: node bench/page_profile.mjs URL [out.json]'); process.exit(2); }
 const browser = await chromium.launch({
@@ -51,29 +52,30 @@ async function bench(steps, profiled) {
   await page.goto(`${url}${url.includes('?') ? '&' : '?'}count_gpu_calls=1&bench_steps=${steps}`);
   await testid('gpu-selftest').filter({ hasText: /passed|failed|refused/ }).waitFor({ timeout: 600_000 });
   const cdp = profiled && await page.context().newCDPSession(page);
-  const before = chromiumCpu();
   await testid('bench-run').click();
+  // The timed steps only: the 5 warm-up steps compile every kernel. The benchmark reads the
+  // page's counters once the warm-up has drained (`reads`), and again at the end.
+  await page.waitForFunction(() => globalThis.__cifarProbe.reads >= 1, null, { polling: 10, timeout: 1_800_000 });
+  const before = chromiumCpu();
   if (cdp) {
-    // Profile the steady state only: the 5 warm-up steps compile every kernel. The benchmark
-    // reads the page's counters once the warm-up has drained (`reads`).
-    await page.waitForFunction(() => globalThis.__cifarProbe.reads >= 1, null, { polling: 10, timeout: 600_000 });
     await cdp.send('Profiler.enable');
     await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
     await cdp.send('Profiler.start');
   }
-  await testid('bench-result').filter({ hasText: /./ }).waitFor({ timeout: 1_800_000 });
+  await page.waitForFunction(() => globalThis.__cifarProbe.reads >= 2, null, { polling: 10, timeout: 1_800_000 });
   const after = chromiumCpu();
+  await testid('bench-result').filter({ hasText: /./ }).waitFor({ timeout: 600_000 });
   const line = await testid('bench-result').innerText();
   console.log(`benchmark, ${steps} timed steps: ${line}`);
-  const cpu = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] || 0)]));
+  const cpu = Object.fromEntries(Object.keys(after).map((k) => [k, Math.round(1000 * (after[k] - (before[k] || 0)) / steps)]));
+  console.log(`  CPU ms per timed step by Chromium process (/proc): ${JSON.stringify(cpu)}`);
   return { line, cpu, profile: cdp && (await cdp.send('Profiler.stop')).profile };
 }
-const short = await bench(2, false);
-const long = await bench(6, false);
+// CPU figures from a run without the profiler (sampling costs the page CPU), then the profile.
+const plain = await bench(STEADY_STEPS, false);
 const steady = await bench(STEADY_STEPS, true);
-const perStep = Object.fromEntries(Object.keys(long.cpu).map((k) => [k, Math.round(1000 * (long.cpu[k] - (short.cpu[k] || 0)) / 4)]));
-console.log('CPU ms per timed step by Chromium process ((6-step run - 2-step run) / 4):', JSON.stringify(perStep));
-const line = steady.line;
+const perStep = plain.cpu;
+const line = plain.line;
 const profile = steady.profile;
 
 // Self time per node from the samples; inclusive time counts a function once per sample.
