@@ -304,25 +304,26 @@ pub fn forward(x: CubeTensor, weight: CubeTensor, flip: bool) -> CubeTensor {
 }
 
 /// dW `[c_out, c_in, 3, 3]` of `x [n, c_in, h, w]` and `grad [n, c_out, h, w]`, as
-/// `[splits, c_out, c_in * 9]` partial sums (the caller sums axis 0).
-pub fn weight_grad_partial(x: CubeTensor, grad: CubeTensor) -> (CubeTensor, [usize; 2]) {
+/// `[splits, c_out, c_in * 9]` partial sums (the caller sums axis 0); `None` when there is no
+/// pixel or no output (the gradient is then all zeros, or empty).
+pub fn weight_grad_partial(x: CubeTensor, grad: CubeTensor) -> Option<CubeTensor> {
     let x = f32_contiguous(x, "input");
     let grad = f32_contiguous(grad, "output gradient");
     let [n, c_in, h, w] = dims4(&x);
     let [gn, c_out, gh, gw] = dims4(&grad);
     assert_eq!((gn, gh, gw), (n, h, w), "conv3x3 gemm: input and output gradient shapes differ");
-    u32_of(n * c_in.max(c_out) * h * w, "elements");
     let pixels = n * h * w;
+    if pixels == 0 || c_out == 0 || c_in == 0 {
+        return None;
+    }
+    u32_of(n * c_in.max(c_out) * h * w, "elements");
     let (splits, chunk) = weight_grad_split(pixels, c_out, c_in);
     let cols = c_in * 9;
     u32_of(splits * c_out * cols, "partial elements");
     let partial =
         empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([splits, c_out, cols]), DType::F32);
-    if pixels == 0 || c_out == 0 || c_in == 0 {
-        // Nothing to sum: the caller's zero-size or zero gradient comes from burn ops instead.
-        return (partial, [c_out, c_in]);
-    }
     let client = x.client.clone();
+    // Every element of `partial` is written: each (split, row, column) has one invocation.
     conv3x3_weight_grad_kernel::launch(
         &client,
         CubeCount::Static(tiles(cols), tiles(c_out), u32_of(splits, "splits")),
@@ -337,5 +338,5 @@ pub fn weight_grad_partial(x: CubeTensor, grad: CubeTensor) -> (CubeTensor, [usi
         u32_of(w, "width"),
         u32_of(chunk, "chunk"),
     );
-    (partial, [c_out, c_in])
+    Some(partial)
 }

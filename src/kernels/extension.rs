@@ -7,6 +7,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::ops::FloatTensorOps;
+use burn::tensor::FloatDType;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch};
 use burn::prelude::*;
@@ -53,10 +54,13 @@ impl Conv3x3Gemm for CubeBackend {
     }
 
     fn conv3x3_gemm_weight_grad(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (partial, [c_out, c_in]) = conv3x3::weight_grad_partial(x, grad);
-        // [splits, c_out, c_in * 9]: sum the per-chunk partial products.
-        let summed = Self::float_sum_dim(partial, 0);
-        Self::float_reshape(summed, Shape::new([c_out, c_in, 3, 3]))
+        let shape = Shape::new([grad.meta.shape()[1], x.meta.shape()[1], 3, 3]);
+        let device = x.device.clone();
+        match conv3x3::weight_grad_partial(x, grad) {
+            // [splits, c_out, c_in * 9]: sum the per-chunk partial products.
+            Some(partial) => Self::float_reshape(Self::float_sum_dim(partial, 0), shape),
+            None => Self::float_zeros(shape, &device, FloatDType::F32),
+        }
     }
 }
 
