@@ -255,6 +255,13 @@ fn run() -> Result<(), String> {
         _ => {}
     }
     let args = parse_args()?;
+    // The device first: a backend that cannot run the chosen convolution fails before the data
+    // is read.
+    let device = device(&args.backend)?;
+    let conv = cifar10_webgpu::model::conv_algorithm();
+    if !conv.available(&device) {
+        return Err(format!("--conv {} needs a CubeCL backend (--backend wgpu or vulkan), not {}", conv.name(), args.backend));
+    }
     let t = Instant::now();
     let data = data::load_path(&args.data).map_err(|e| e.to_string())?;
     println!(
@@ -263,11 +270,6 @@ fn run() -> Result<(), String> {
         data.test.len(),
         t.elapsed().as_secs_f64()
     );
-    let device = device(&args.backend)?;
-    let conv = cifar10_webgpu::model::conv_algorithm();
-    if !conv.available(&device) {
-        return Err(format!("--conv {} needs a CubeCL backend (--backend wgpu or vulkan), not {}", conv.name(), args.backend));
-    }
     let mut host = CliHost {
         start: Instant::now(),
         gpu_memory: args.gpu_memory,
