@@ -260,8 +260,12 @@ fn f32_contiguous(t: CubeTensor, what: &str) -> CubeTensor {
     into_contiguous(t)
 }
 
+/// Workgroups along one grid axis; WebGPU guarantees 65,535 per dimension (batch 4,096 at
+/// 32x32 fits; beyond that the launch is refused here rather than by the driver).
 fn tiles(n: usize) -> u32 {
-    n.div_ceil(TILE) as u32
+    let count = n.div_ceil(TILE);
+    assert!(count <= 65_535, "conv3x3 gemm: {n} rows or columns need {count} workgroups, over 65,535");
+    count as u32
 }
 
 fn u32_of(n: usize, what: &str) -> u32 {
