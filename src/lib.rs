@@ -9,6 +9,7 @@ pub mod ctors;
 pub mod data;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fuzz;
+pub mod kernels;
 pub mod lr_finder;
 pub mod metrics;
 pub mod model;

@@ -4,7 +4,7 @@
 //! PyTorch names (see `weights.rs` and the README).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -32,22 +32,39 @@ fn conv3x3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
 /// input and one batched matrix product, so the forward and both backward passes become
 /// matmuls (9x the input's memory per layer, kept for the backward pass). A process-wide
 /// implementation choice, like the backend: weights, results and exports are the same.
+/// `Gemm` is our implicit-GEMM kernel (`crate::kernels`), on CubeCL devices only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgorithm {
     Burn,
     Im2col,
+    Gemm,
 }
 
 impl ConvAlgorithm {
-    /// Every algorithm, the default first.
-    pub const ALL: [ConvAlgorithm; 2] = [ConvAlgorithm::Burn, ConvAlgorithm::Im2col];
+    /// Every algorithm, the default first; not all run on every device (see `available`).
+    pub const ALL: [ConvAlgorithm; 3] = [ConvAlgorithm::Burn, ConvAlgorithm::Im2col, ConvAlgorithm::Gemm];
 
     /// The name used by `--conv` and `?conv=`.
     pub fn name(self) -> &'static str {
         match self {
             ConvAlgorithm::Burn => "burn",
             ConvAlgorithm::Im2col => "im2col",
+            ConvAlgorithm::Gemm => "gemm",
         }
+    }
+
+    /// Whether this algorithm runs on `device`. `Gemm` needs a CubeCL device (WebGPU, or
+    /// native wgpu/Vulkan); on burn's `flex` CPU backend it is unavailable, not emulated.
+    pub fn available(self, device: &Device) -> bool {
+        match self {
+            ConvAlgorithm::Burn | ConvAlgorithm::Im2col => true,
+            ConvAlgorithm::Gemm => crate::kernels::gemm_available(device),
+        }
+    }
+
+    /// The algorithms that run on `device`, the default first.
+    pub fn available_on(device: &Device) -> Vec<ConvAlgorithm> {
+        Self::ALL.into_iter().filter(|a| a.available(device)).collect()
     }
 
     /// The algorithm of a `--conv` / `?conv=` value.
@@ -56,16 +73,18 @@ impl ConvAlgorithm {
     }
 }
 
-static IM2COL: AtomicBool = AtomicBool::new(false);
+/// Index into `ConvAlgorithm::ALL`.
+static CONV: AtomicU8 = AtomicU8::new(0);
 
 /// Chooses the convolution algorithm for every model of this process.
 pub fn set_conv_algorithm(algorithm: ConvAlgorithm) {
-    IM2COL.store(algorithm == ConvAlgorithm::Im2col, Ordering::Relaxed);
+    let index = ConvAlgorithm::ALL.iter().position(|&a| a == algorithm).unwrap_or(0);
+    CONV.store(index as u8, Ordering::Relaxed);
 }
 
 /// The convolution algorithm in use.
 pub fn conv_algorithm() -> ConvAlgorithm {
-    if IM2COL.load(Ordering::Relaxed) { ConvAlgorithm::Im2col } else { ConvAlgorithm::Burn }
+    ConvAlgorithm::ALL.get(CONV.load(Ordering::Relaxed) as usize).copied().unwrap_or(ConvAlgorithm::Burn)
 }
 
 /// A 3x3, stride 1, pad 1, bias-free convolution as im2col + matmul: the 9 shifted views of the
@@ -93,6 +112,12 @@ pub fn conv3x3_with(algorithm: ConvAlgorithm, x: Tensor<4>, weight: Tensor<4>) -
             burn::tensor::module::conv2d(x, weight, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
         }
         ConvAlgorithm::Im2col => conv3x3_im2col(x, weight),
+        #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
+        ConvAlgorithm::Gemm => crate::kernels::conv3x3_gemm(x, weight),
+        // No CubeCL backend in this build: callers check `available` first; running another
+        // algorithm under this name would make comparisons and benchmarks lie.
+        #[cfg(not(any(target_arch = "wasm32", feature = "wgpu")))]
+        ConvAlgorithm::Gemm => panic!("the gemm convolution needs a CubeCL device (build with --features wgpu)"),
     }
 }
 
@@ -203,7 +228,7 @@ impl ConvPoolBn {
 pub fn largest_activation_bytes(batch: usize, width: f64) -> u64 {
     let [c0, c1, _, _] = channels(width);
     let per_pixel = match conv_algorithm() {
-        ConvAlgorithm::Burn => c1,
+        ConvAlgorithm::Burn | ConvAlgorithm::Gemm => c1,
         ConvAlgorithm::Im2col => c1.max(c0 * 9),
     };
     batch as u64 * per_pixel as u64 * 32 * 32 * 4

@@ -60,9 +60,16 @@ impl Report {
         self.checks.iter().filter(|c| c.conv.is_none()).all(Check::passed)
     }
 
-    /// Whether every check of this convolution algorithm passed.
+    /// Whether this convolution algorithm was checked (it runs on this device) and every one
+    /// of its checks passed.
     pub fn conv_ok(&self, algorithm: ConvAlgorithm) -> bool {
-        self.checks.iter().filter(|c| c.conv == Some(algorithm)).all(Check::passed)
+        let mut checks = self.checks.iter().filter(|c| c.conv == Some(algorithm)).peekable();
+        checks.peek().is_some() && checks.all(Check::passed)
+    }
+
+    /// Whether this convolution algorithm was checked and at least one check failed.
+    pub fn conv_failed(&self, algorithm: ConvAlgorithm) -> bool {
+        self.checks.iter().any(|c| c.conv == Some(algorithm) && !c.passed())
     }
 
     /// The convolution algorithms that may train on this device (none if the basics failed).
@@ -97,7 +104,7 @@ impl Report {
                 .to_string()
         } else {
             let bad: Vec<&str> =
-                ConvAlgorithm::ALL.into_iter().filter(|&a| !self.conv_ok(a)).map(ConvAlgorithm::name).collect();
+                ConvAlgorithm::ALL.into_iter().filter(|&a| self.conv_failed(a)).map(ConvAlgorithm::name).collect();
             let good: Vec<&str> = self.usable_convs().into_iter().map(ConvAlgorithm::name).collect();
             if good.is_empty() {
                 "no convolution algorithm works, so nothing will run on this GPU. Try another \
@@ -306,7 +313,8 @@ pub async fn run(device: &Device, fault: &Fault) -> Result<Report, String> {
     let w = values(C_OUT * C_IN * 9, 2);
     let g = values(N * C_OUT * H * W, 3);
     let (y_ref, dx_ref, dw_ref) = conv_reference(&x, &w, &g);
-    for algorithm in ConvAlgorithm::ALL {
+    // Only what this device can run: an algorithm without checks is never usable.
+    for algorithm in ConvAlgorithm::available_on(device) {
         let xt = tensor(&x, [N, C_IN, H, W], &ad).require_grad();
         let wt = tensor(&w, [C_OUT, C_IN, 3, 3], &ad).require_grad();
         let y = conv3x3_with(algorithm, xt.clone(), wt.clone());

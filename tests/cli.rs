@@ -31,6 +31,8 @@ fn cli_trains_the_fast_recipe_and_names_bad_flags() {
         (&["--recipe", "turbo"][..], "--recipe takes seed or fast, not turbo"),
         (&["--label-smoothing", "2"][..], "--label-smoothing: at least 0 and below 1"),
         (&["--lookahead", "perhaps"][..], "--lookahead: true or false"),
+        // Our GEMM kernels need a CubeCL device; flex refuses them instead of running another.
+        (&["--conv", "gemm"][..], "--conv gemm needs a CubeCL backend (--backend wgpu or vulkan), not flex"),
     ] {
         let run = Command::new(env!("CARGO_BIN_EXE_train")).args(["--data", "x"]).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr);

@@ -338,7 +338,8 @@ async fn pytorch_fixture_on_webgpu() {
 }
 
 /// The GPU self-test passes on the WebGPU adapter, and a deliberately wrong convolution result
-/// (the test-only fault hook) is reported and leaves only the other algorithm usable.
+/// (the test-only fault hook) is reported and leaves only the other algorithms usable. Every
+/// algorithm, gemm included, runs on WebGPU.
 #[wasm_bindgen_test]
 async fn gpu_selftest_on_webgpu() {
     use cifar10_webgpu::model::ConvAlgorithm;
@@ -350,10 +351,11 @@ async fn gpu_selftest_on_webgpu() {
     for c in &report.checks {
         assert!(c.passed(), "{} off by {:e} on {}", c.name, c.error, info.name);
     }
+    assert_eq!(ConvAlgorithm::available_on(&info.device), ConvAlgorithm::ALL.to_vec());
     assert_eq!(report.usable_convs(), ConvAlgorithm::ALL.to_vec());
     let faulty = run(&info.device, &Fault(Some("conv burn input gradient".into()))).await.expect("self-test runs");
     assert!(!faulty.passed() && faulty.basics_ok());
-    assert_eq!(faulty.usable_convs(), [ConvAlgorithm::Im2col]);
+    assert_eq!(faulty.usable_convs(), [ConvAlgorithm::Im2col, ConvAlgorithm::Gemm]);
 }
 
 /// Long runs stay flat: a narrow net trains several epochs on the sample images and the GPU
@@ -402,4 +404,137 @@ async fn gpu_memory_stays_flat_over_epochs() {
     for later in &mib[2..] {
         assert!(*later <= mib[1] * 1.01 + 0.1, "GPU memory grew after the second epoch: {mib:?} MiB");
     }
+}
+
+/// Deterministic values in [-1, 1) (a hash of the index, distinct per `salt`).
+fn test_values(count: usize, salt: u32) -> Vec<f32> {
+    (0..count as u32)
+        .map(|i| {
+            let mut h = i.wrapping_mul(0x9E37_79B9) ^ salt.wrapping_mul(0x85EB_CA6B);
+            h ^= h >> 15;
+            h = h.wrapping_mul(0x2C1B_3C6D);
+            h ^= h >> 12;
+            (h >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// max |a - b| / max |b|.
+fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+async fn read_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data_async().await.expect("GPU read").try_to_vec::<f32>().expect("f32 data")
+}
+
+/// Output, input gradient and weight gradient of `algorithm` from one backward pass of
+/// sum(conv(x, w) * g).
+async fn conv_and_grads(
+    algorithm: cifar10_webgpu::model::ConvAlgorithm,
+    x: &Tensor<4>,
+    w: &Tensor<4>,
+    g: &Tensor<4>,
+) -> [Vec<f32>; 3] {
+    let x = x.clone().require_grad();
+    let w = w.clone().require_grad();
+    let y = cifar10_webgpu::model::conv3x3_with(algorithm, x.clone(), w.clone());
+    let grads = (y.clone() * g.clone()).sum().backward();
+    let dx = x.grad(&grads).expect("input gradient");
+    let dw = w.grad(&grads).expect("weight gradient");
+    [read_f32(y).await, read_f32(dx).await, read_f32(dw).await]
+}
+
+/// Compares `Gemm` with burn's conv2d on `x [n, c_in, h, w]` (random weights and output
+/// gradient); returns the worst of the three relative errors after asserting each <= 1e-4.
+async fn gemm_vs_burn(x: Tensor<4>, c_out: usize, salt: u32) -> f32 {
+    use cifar10_webgpu::model::ConvAlgorithm;
+    let device = x.device();
+    let [n, c_in, h, wd] = x.dims();
+    let w = Tensor::<4>::from_data(TensorData::new(test_values(c_out * c_in * 9, salt), [c_out, c_in, 3, 3]), &device);
+    let g = Tensor::<4>::from_data(TensorData::new(test_values(n * c_out * h * wd, salt + 1), [n, c_out, h, wd]), &device);
+    let start = now();
+    let reference = conv_and_grads(ConvAlgorithm::Burn, &x, &w, &g).await;
+    let mid = now();
+    let gemm = conv_and_grads(ConvAlgorithm::Gemm, &x, &w, &g).await;
+    let end = now();
+    let errors: Vec<f32> = gemm.iter().zip(&reference).map(|(a, b)| relative_error(a, b)).collect();
+    web_sys::console::log_1(
+        &format!(
+            "gemm vs burn, {n}x{c_in}x{h}x{wd} -> {c_out}: forward {:.1e}, input grad {:.1e}, weight grad {:.1e} \
+             (burn {:.1} s, gemm {:.1} s)",
+            errors[0],
+            errors[1],
+            errors[2],
+            (mid - start) / 1000.0,
+            (end - mid) / 1000.0
+        )
+        .into(),
+    );
+    // Not all zero: a kernel that writes nothing must not pass by comparing zeros.
+    assert!(reference.iter().all(|r| r.iter().any(|v| *v != 0.0)), "degenerate reference");
+    for (what, e) in ["forward", "input gradient", "weight gradient"].iter().zip(&errors) {
+        assert!(*e <= 1e-4, "gemm {what} off by {e:e} on {n}x{c_in}x{h}x{wd} -> {c_out}");
+    }
+    errors.into_iter().fold(0.0, f32::max)
+}
+
+fn random_input(shape: [usize; 4], salt: u32, device: &Device) -> Tensor<4> {
+    Tensor::<4>::from_data(TensorData::new(test_values(shape.iter().product(), salt), shape), device)
+}
+
+/// Every ResNet-9 convolution at full width: batch 1 for all, batch 3 for the 8x8 and 4x4 maps
+/// (SwiftShader is a CPU; the 32x32 layers at batch 3 and 33 run narrow below).
+#[wasm_bindgen_test]
+async fn gemm_conv_matches_burn_on_resnet9_layers() {
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let device = info.device.clone().autodiff();
+    let layers = [(3, 64, 32), (64, 128, 32), (128, 128, 16), (128, 256, 16), (256, 512, 8), (512, 512, 4)];
+    let mut worst = 0.0f32;
+    for (i, &(c_in, c_out, size)) in layers.iter().enumerate() {
+        let batches: &[usize] = if size <= 8 { &[1, 3] } else { &[1] };
+        for &n in batches {
+            let x = random_input([n, c_in, size, size], 10 * i as u32 + n as u32, &device);
+            worst = worst.max(gemm_vs_burn(x, c_out, 100 + i as u32).await);
+        }
+    }
+    web_sys::console::log_1(&format!("gemm, full-width ResNet-9 layers: worst relative error {worst:.1e}").into());
+}
+
+/// Narrow widths (the model's 1/16 and odd channel counts that fill no tile) at batches 3 and
+/// 33, and a non-square map.
+#[wasm_bindgen_test]
+async fn gemm_conv_matches_burn_on_narrow_widths_and_batches() {
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let device = info.device.clone().autodiff();
+    let layers = [(3, 4, 32), (4, 8, 32), (8, 8, 16), (8, 16, 16), (16, 32, 8), (32, 32, 4), (5, 7, 5)];
+    let mut worst = 0.0f32;
+    for (i, &(c_in, c_out, size)) in layers.iter().enumerate() {
+        for n in [3, 33] {
+            let x = random_input([n, c_in, size, size], 20 * i as u32 + n as u32, &device);
+            worst = worst.max(gemm_vs_burn(x, c_out, 200 + i as u32).await);
+        }
+    }
+    let x = random_input([3, 5, 6, 9], 7, &device);
+    worst = worst.max(gemm_vs_burn(x, 9, 300).await);
+    web_sys::console::log_1(&format!("gemm, narrow widths and batches: worst relative error {worst:.1e}").into());
+}
+
+/// The first layer (3 -> 64 at 32x32) on real CIFAR-10 images at batches 1, 3 and 33.
+#[wasm_bindgen_test]
+async fn gemm_conv_matches_burn_on_real_images() {
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let device = info.device.clone().autodiff();
+    let data = sample_data().await;
+    let norm = Normalization::from_split(&data.train);
+    let mut worst = 0.0f32;
+    for n in [1usize, 3, 33] {
+        let idx: Vec<usize> = (0..n).map(|i| i * 7).collect();
+        let batch = augment::make_batch(&data.train, &idx, Augment::NONE, &norm, &mut augment::rng(0, 0));
+        let (x, _) = cifar10_webgpu::train::batch_tensors(batch, &device);
+        worst = worst.max(gemm_vs_burn(x, 64, 400 + n as u32).await);
+    }
+    web_sys::console::log_1(&format!("gemm, real images: worst relative error {worst:.1e}").into());
 }

@@ -25,7 +25,7 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--max-minutes M]  (stop after the epoch that crosses M minutes)
   [--save-state DIR]  (after every epoch: weights, momentum and position, for --resume)
   [--resume DIR]  (go on from a saved state; the recipe comes from it)
-  [--conv burn|im2col]  (how the 3x3 convolutions are computed; same results)
+  [--conv burn|im2col|gemm]  (how the 3x3 convolutions are computed; same results; gemm: wgpu/vulkan only)
    or: train --self-test [--backend flex|wgpu|vulkan]
   (every operation training uses, on the device, against a CPU reference)
    or: train --fuzz N [--fuzz-seed S] [--fuzz-only NAME] [--sample DIR]
@@ -123,7 +123,7 @@ fn parse_args() -> Result<Args, String> {
             "--resume" => resume = Some(it.next().map(PathBuf::from).ok_or("--resume needs a folder")?),
             "--conv" => match it.next().as_deref().and_then(ConvAlgorithm::parse) {
                 Some(algorithm) => set_conv_algorithm(algorithm),
-                None => return Err("--conv takes burn or im2col".into()),
+                None => return Err("--conv takes burn, im2col or gemm".into()),
             },
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -255,6 +255,13 @@ fn run() -> Result<(), String> {
         _ => {}
     }
     let args = parse_args()?;
+    // The device first: a backend that cannot run the chosen convolution fails before the data
+    // is read.
+    let device = device(&args.backend)?;
+    let conv = cifar10_webgpu::model::conv_algorithm();
+    if !conv.available(&device) {
+        return Err(format!("--conv {} needs a CubeCL backend (--backend wgpu or vulkan), not {}", conv.name(), args.backend));
+    }
     let t = Instant::now();
     let data = data::load_path(&args.data).map_err(|e| e.to_string())?;
     println!(
@@ -263,7 +270,6 @@ fn run() -> Result<(), String> {
         data.test.len(),
         t.elapsed().as_secs_f64()
     );
-    let device = device(&args.backend)?;
     let mut host = CliHost {
         start: Instant::now(),
         gpu_memory: args.gpu_memory,
