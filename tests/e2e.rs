@@ -367,8 +367,9 @@ async fn picking_the_tarball_loads_the_data_and_draws_the_preview() {
 async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     let site = open("dashboard").await;
     let c = &site.client;
+    // Trained with our implicit-GEMM convolution kernels (issue 22), the LR finder included.
     let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
-        &epochs=1&batch=32&width=0.0625&train_subset=128&test_subset=64&lr_steps=10";
+        &epochs=1&batch=32&width=0.0625&train_subset=128&test_subset=64&lr_steps=10&conv=gemm";
     c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
     gpu_checked(c).await;
     // The query prefilled the form.
