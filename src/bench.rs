@@ -167,3 +167,105 @@ fn per_step(start: &[Probe], end: &[Probe], steps: usize) -> Vec<(String, f64)> 
         })
         .collect()
 }
+
+/// One pass of one convolution layer, timed with one algorithm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerBench {
+    /// `c_in->c_out@side` (e.g. `64->128@32`).
+    pub layer: String,
+    /// `forward`, `input gradient` or `weight gradient`.
+    pub pass: String,
+    pub conv: String,
+    pub batch: usize,
+    /// Mean wall time of the pass and one read-back of its sum, ms (a gradient's clock starts
+    /// once the forward pass has been read back).
+    pub ms: f64,
+    /// 2 x batch x side^2 x c_out x c_in x 9 over `ms`.
+    pub gflops: f64,
+}
+
+impl LayerBench {
+    pub fn summary(&self) -> String {
+        format!("{:<14} {:<15} {:<7} batch {:>4}: {:>9.2} ms  {:>8.1} GFLOP/s", self.layer, self.pass, self.conv, self.batch, self.ms, self.gflops)
+    }
+}
+
+/// The ResNet-9's distinct 3x3 convolutions at `width`: (c_in, c_out, side), one per shape.
+pub fn layer_shapes(width: f64) -> Vec<(usize, usize, usize)> {
+    let [c0, c1, c2, c3] = crate::model::channels(width);
+    vec![(3, c0, 32), (c0, c1, 32), (c1, c1, 16), (c1, c2, 16), (c2, c3, 8), (c3, c3, 4)]
+}
+
+/// Times each layer shape's forward pass, input gradient and weight gradient with each of
+/// `algorithms` (`reps` timed repetitions after one warm-up), reading back once per timing
+/// so queued work is counted. The gradients come from burn's autodiff with only the input
+/// (or only the weight) tracked, timed from the forward pass's read-back.
+pub async fn bench_layers<H: Host>(
+    algorithms: &[crate::model::ConvAlgorithm],
+    width: f64,
+    batch: usize,
+    reps: usize,
+    device: &Device,
+    host: &mut H,
+) -> Result<Vec<LayerBench>, TrainError> {
+    use crate::model::conv3x3_with;
+    let device = device.clone().autodiff();
+    let reps = reps.max(1);
+    let mut out = Vec::new();
+    for (c_in, c_out, side) in layer_shapes(width) {
+        let x = Tensor::<4>::random([batch, c_in, side, side], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<4>::random([c_out, c_in, 3, 3], burn::tensor::Distribution::Normal(0.0, 0.1), &device);
+        let flops = 2.0 * (batch * side * side * c_out * c_in * 9) as f64;
+        for &algorithm in algorithms {
+            // 0: forward only; 1: input gradient; 2: weight gradient.
+            let mut ms = [0.0f64; 3];
+            for (pass, slot) in ms.iter_mut().enumerate() {
+                let mut total = 0.0;
+                for rep in 0..=reps {
+                    proceed(host)?;
+                    let (xi, wi) = match pass {
+                        1 => (x.clone().detach().require_grad(), w.clone().detach()),
+                        2 => (x.clone().detach(), w.clone().detach().require_grad()),
+                        _ => (x.clone().detach(), w.clone().detach()),
+                    };
+                    // An eager backend (flex) computes here, a lazy one (cubecl) at the read.
+                    let mut start = host.now_ms();
+                    let y = conv3x3_with(algorithm, xi.clone(), wi.clone()).sum();
+                    let done = if pass == 0 {
+                        y.into_data_async().await
+                    } else {
+                        // The forward pass first, untimed: the clock covers the backward only.
+                        y.clone().into_data_async().await.map_err(device_error)?;
+                        start = host.now_ms();
+                        let grads = y.backward();
+                        let g = if pass == 1 { xi.grad(&grads) } else { wi.grad(&grads) };
+                        match g {
+                            Some(g) => g.sum().into_data_async().await,
+                            None => return Err(TrainError::Invalid("no gradient for the layer benchmark".into())),
+                        }
+                    };
+                    done.map_err(device_error)?;
+                    // The first repetition compiles the kernels.
+                    if rep > 0 {
+                        total += host.now_ms() - start;
+                    }
+                    host.yield_now().await;
+                }
+                *slot = total / reps as f64;
+            }
+            let passes = [("forward", ms[0]), ("input gradient", ms[1]), ("weight gradient", ms[2])];
+            for (pass, t) in passes {
+                let t = t.max(1e-3);
+                out.push(LayerBench {
+                    layer: format!("{c_in}->{c_out}@{side}"),
+                    pass: pass.into(),
+                    conv: algorithm.name().into(),
+                    batch,
+                    ms: t,
+                    gflops: flops / (t * 1e6),
+                });
+            }
+        }
+    }
+    Ok(out)
+}

@@ -39,3 +39,26 @@ fn cli_trains_the_fast_recipe_and_names_bad_flags() {
         assert!(!run.status.success() && stderr.contains(expect), "{args:?}: {stderr}");
     }
 }
+
+/// `train --bench-layers` times every ResNet-9 convolution shape's three passes with each
+/// algorithm the device runs (flex: burn and im2col; gemm needs a CubeCL device).
+#[test]
+fn cli_benchmarks_each_layer_and_pass() {
+    let run = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--bench-layers", "--width", "0.0625", "--batch", "2", "--reps", "1"])
+        .output()
+        .expect("train runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("layer backend=flex")).collect();
+    // 6 shapes x 3 passes x 2 algorithms.
+    assert_eq!(lines.len(), 36, "{stdout}");
+    for pass in ["forward", "input gradient", "weight gradient"] {
+        assert!(lines.iter().any(|l| l.contains("3->4@32") && l.contains(pass) && l.contains("im2col")), "{pass}: {stdout}");
+    }
+    assert!(!stdout.contains("gemm"), "{stdout}");
+    for l in &lines {
+        let gflops: f64 = l.split("ms").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(-1.0);
+        assert!(gflops > 0.0 && gflops.is_finite(), "{l}");
+    }
+}

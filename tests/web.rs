@@ -538,3 +538,33 @@ async fn gemm_conv_matches_burn_on_real_images() {
     }
     web_sys::console::log_1(&format!("gemm, real images: worst relative error {worst:.1e}").into());
 }
+
+/// Per-layer figures of every convolution algorithm on the adapter (SwiftShader here: a CPU,
+/// so they are reported in BENCHMARKS.md, never tuned to): each ResNet-9 shape at full width,
+/// batch 4, forward and both gradients. Asserts only that every pass ran and was timed.
+#[wasm_bindgen_test]
+async fn conv_layer_figures_on_webgpu() {
+    use cifar10_webgpu::model::ConvAlgorithm;
+    let info = gpu::init().await.expect("WebGPU adapter");
+    struct Quiet;
+    impl Host for Quiet {
+        fn now_ms(&self) -> f64 {
+            now()
+        }
+        fn control(&self) -> cifar10_webgpu::train::Control {
+            cifar10_webgpu::train::Control::Run
+        }
+        fn event(&mut self, _: Event) {}
+        async fn yield_now(&mut self) {}
+        async fn sleep_ms(&mut self, _: u32) {}
+    }
+    let mut host = Quiet;
+    let algorithms = ConvAlgorithm::available_on(&info.device);
+    assert_eq!(algorithms.len(), 3, "{algorithms:?}");
+    let rows = cifar10_webgpu::bench::bench_layers(&algorithms, 1.0, 4, 1, &info.device, &mut host).await.expect("layers timed");
+    for r in &rows {
+        web_sys::console::log_1(&format!("LAYER {} {}", info.name, r.summary()).into());
+        assert!(r.ms > 0.0 && r.gflops.is_finite(), "{r:?}");
+    }
+    assert_eq!(rows.len(), 6 * 3 * 3);
+}

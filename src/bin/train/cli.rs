@@ -28,6 +28,9 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--conv burn|im2col|gemm]  (how the 3x3 convolutions are computed; same results; gemm: wgpu/vulkan only)
    or: train --self-test [--backend flex|wgpu|vulkan]
   (every operation training uses, on the device, against a CPU reference)
+   or: train --bench-layers [--backend flex|wgpu|vulkan] [--width 1] [--batch 512] [--reps 3]
+  (each ResNet-9 convolution's forward pass and both gradients, with every algorithm the
+  device runs: ms and GFLOP/s)
    or: train --fuzz N [--fuzz-seed S] [--fuzz-only NAME] [--sample DIR]
   (N mutated cases per file parser; DIR holds train_2000.bin, test_500.bin, batches.meta.txt)";
 
@@ -252,6 +255,7 @@ fn run() -> Result<(), String> {
     match std::env::args().nth(1).as_deref() {
         Some("--fuzz") => return fuzz(),
         Some("--self-test") => return self_test(),
+        Some("--bench-layers") => return bench_layers(),
         _ => {}
     }
     let args = parse_args()?;
@@ -374,6 +378,35 @@ fn self_test() -> Result<(), String> {
     }
     println!("{} ({:.2}s)", report.summary(&backend), t.elapsed().as_secs_f64());
     if report.passed() { Ok(()) } else { Err("self-test failed".into()) }
+}
+
+/// `train --bench-layers`: per-layer, per-pass figures of every convolution algorithm.
+fn bench_layers() -> Result<(), String> {
+    let mut it = std::env::args().skip(2);
+    let (mut backend, mut width, mut batch, mut reps) = ("flex".to_string(), 1.0f64, 512usize, 3usize);
+    while let Some(a) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+        let bad = format!("{a}: {value} is not a valid value");
+        match a.as_str() {
+            "--backend" => backend = value,
+            "--width" => width = value.parse().map_err(|_| bad)?,
+            "--batch" => batch = value.parse().map_err(|_| bad)?,
+            "--reps" => reps = value.parse().map_err(|_| bad)?,
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if !(width > 0.0 && width <= 4.0) || batch == 0 {
+        return Err("--width must be in (0, 4] and --batch at least 1".into());
+    }
+    let device = device(&backend)?;
+    let algorithms = ConvAlgorithm::available_on(&device);
+    let mut host = CliHost { start: Instant::now(), gpu_memory: false, deadline: None, stop: false };
+    let rows = pollster::block_on(cifar10_webgpu::bench::bench_layers(&algorithms, width, batch, reps, &device, &mut host))
+        .map_err(|e| e.to_string())?;
+    for r in rows {
+        println!("layer backend={backend} {}", r.summary());
+    }
+    Ok(())
 }
 
 /// `train --fuzz N`: the seeded mutation fuzzer over every file parser (src/fuzz.rs), with
