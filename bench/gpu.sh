@@ -14,6 +14,8 @@
 #                                  counting N seconds of a resume call), state saved every epoch.
 #   bash bench/gpu.sh resume    the next call on the same (still warm) machine: finishes the
 #                               run from the saved state in /tmp/ours-state.
+#   bash bench/gpu.sh conv      issue 22: each convolution algorithm (burn, gemm, im2col) per
+#                               layer and pass, and the training step, at batch 512, width 1.
 #
 # BENCH_RECIPE=fast measures the `fast` preset instead (10 epochs, max LR 0.4, its tricks), ours
 # and, with BENCH_PYTORCH=1, PyTorch's (`--recipe fast`): issue 14's GPU comparison against the
@@ -55,6 +57,23 @@ run_ours() {  # backend [extra args]: the recipe, state saved after every epoch
   cp "$out/ours/metrics.csv" "$out/ours-metrics.csv" 2>/dev/null
   rm -rf "$out/ours"
 }
+
+if [ "$mode" = conv ]; then
+  # Issue 22's GPU figures in one call: every convolution algorithm per layer and pass at batch
+  # 512, width 1, then the whole training step at batch 512, width 1 with each (fusion +
+  # autotune). Roofline predictions: BENCHMARKS.md, "Implicit-GEMM convolutions".
+  for backend in vulkan wgpu; do
+    timeout 200 /tmp/train-fast --bench-layers --backend "$backend" --width 1 --batch 512 --reps 5 2>&1 | tee "$out/layers.txt"
+    grep -q "^layer " "$out/layers.txt" && break
+  done
+  for conv in burn gemm im2col; do
+    echo "== step, batch 512, width 1, --conv $conv ($(left)s left)"
+    timeout $(( $(left) > 40 ? $(left) - 20 : 20 )) /tmp/train-fast --data "$data" --backend "$backend" --conv "$conv" \
+      --batch 512 --width 1 --bench 10 2>&1 | tee "$out/step-$conv.txt"
+  done
+  echo "== done in $(( $(date +%s) - start ))s"
+  exit 0
+fi
 
 if [ "$mode" = resume ]; then
   [ -f "$state/state.json" ] || { echo "no saved state in $state (a fresh machine?): run without 'resume'"; exit 1; }
