@@ -1,5 +1,6 @@
 //! The automatic convolution choice on burn's flex CPU backend: both CPU algorithms are timed,
 //! gemm (CubeCL only) is excluded, and the faster as measured becomes the process's algorithm.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
