@@ -25,7 +25,7 @@ export CIFAR10_TARBALL=${CIFAR10_TARBALL:-$("$CIFAR10_SHARED/build.sh" | tail -n
 export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
 
 step "1/4 native tests (flex CPU backend, real CIFAR-10 files)"
-cargo test --release --lib --bins --test config --test data --test engine --test pytorch_fixture --test fuzz --test selftest --test cli
+cargo test --release --lib --bins --test config --test data --test engine --test pytorch_fixture --test fuzz --test selftest --test cli --test conv_choice
 
 step "2/4 browser tests (wasm-bindgen-test, headless Chromium, WebGPU)"
 fixtures=$(mktemp -d)

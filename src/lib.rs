@@ -5,6 +5,7 @@
 pub mod augment;
 pub mod bench;
 pub mod config;
+pub mod conv_choice;
 pub mod ctors;
 pub mod data;
 #[cfg(not(target_arch = "wasm32"))]

@@ -27,10 +27,26 @@ fn cli_trains_the_fast_recipe_and_names_bad_flags() {
     assert_eq!(log["epochs"][0]["tta"], 1);
     std::fs::remove_dir_all(&out).unwrap();
 
+    // `--conv auto` times each algorithm flex runs (not gemm) and benchmarks with the fastest.
+    let run = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--data", &common::sample_dir().display().to_string(), "--conv", "auto"])
+        .args(["--width", "0.0625", "--batch", "8", "--bench", "1"])
+        .output()
+        .expect("train runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("conv auto: burn ")).unwrap_or_else(|| panic!("{stdout}"));
+    println!("{line}");
+    assert!(line.contains(" ms/step · im2col ") && !line.contains("gemm"), "{line}");
+    let chosen = line.split("→ ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_default();
+    assert!(["burn", "im2col"].contains(&chosen), "{line}");
+    assert!(stdout.contains(&format!("conv {chosen} ·")), "the benchmark runs with the choice: {stdout}");
+
     for (args, expect) in [
         (&["--recipe", "turbo"][..], "--recipe takes seed or fast, not turbo"),
         (&["--label-smoothing", "2"][..], "--label-smoothing: at least 0 and below 1"),
         (&["--lookahead", "perhaps"][..], "--lookahead: true or false"),
+        (&["--conv", "fastest"][..], "--conv takes burn, im2col, gemm or auto"),
         // Our GEMM kernels need a CubeCL device; flex refuses them instead of running another.
         (&["--conv", "gemm"][..], "--conv gemm needs a CubeCL backend (--backend wgpu or vulkan), not flex"),
     ] {

@@ -287,7 +287,8 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     let c = &site.client;
     let query = std::env::var("E2E_BENCH_QUERY").unwrap_or_else(|_| "width=0.125&batch=32&bench_steps=5".into());
     // Counts the page's WebGPU calls and long tasks during the timed steps (issue 21).
-    c.goto(&format!("{}{SUB_PATH}?{query}&count_gpu_calls=1", site.base)).await.unwrap();
+    // `conv=burn`: this test measures burn's convolutions, not the automatic choice.
+    c.goto(&format!("{}{SUB_PATH}?{query}&count_gpu_calls=1&conv=burn", site.base)).await.unwrap();
     let status = gpu_checked(c).await;
     // The query set the number of timed steps.
     let steps = query.split('&').find_map(|kv| kv.strip_prefix("bench_steps=")).unwrap_or("20");
@@ -310,6 +311,55 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     let im2col = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
     println!("BENCH page step benchmark ({query}&conv=im2col&bench_steps=2): {im2col}");
     assert!(im2col.contains("ms/step") && im2col.contains("conv im2col"), "{im2col}");
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
+/// Without `?conv` the page times every convolution algorithm on the adapter before the first
+/// benchmark, shows each one's ms/step and the choice, benchmarks with it, and after a reload
+/// uses the remembered choice for the same adapter, width and batch without timing again.
+#[tokio::test(flavor = "current_thread")]
+async fn without_conv_the_page_times_each_algorithm_and_remembers_the_fastest() {
+    let site = open("conv-auto").await;
+    let c = &site.client;
+    c.goto(&format!("{}{SUB_PATH}?width=0.0625&batch=8&bench_steps=1", site.base)).await.unwrap();
+    gpu_checked(c).await;
+    click(c, "bench-run").await;
+    let result = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
+    let choice = text(c, "conv-choice").await;
+    println!("BENCH page conv choice (width 0.0625, batch 8): {choice} | {result}");
+    assert!(choice.contains("(timed on this GPU at width 0.0625, batch 8)"), "{choice}");
+    // Every algorithm has a figure: "burn 359 ms/step · im2col 3,391 · gemm 2,896 → burn".
+    let figures = choice.trim_start_matches("Convolutions: ").split(" → ").next().unwrap_or_default().to_string();
+    let ms: Vec<(String, f64)> = figures
+        .split(" · ")
+        .map(|part| {
+            let mut words = part.split(' ');
+            let name = words.next().unwrap_or_default().to_string();
+            let value = words.next().and_then(|v| v.replace(',', "").parse::<f64>().ok());
+            (name, value.unwrap_or_else(|| panic!("no ms/step for {part:?} in {choice}")))
+        })
+        .collect();
+    let names: Vec<&str> = ms.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["burn", "im2col", "gemm"], "{choice}");
+    let fastest = ms.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|(n, _)| n.clone()).unwrap_or_default();
+    let chosen = choice.split(" → ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_default().to_string();
+    assert_eq!(chosen, fastest, "{choice}");
+    assert!(result.contains(&format!("conv {chosen} ·")), "the benchmark used the choice: {result}");
+
+    c.refresh().await.unwrap();
+    gpu_checked(c).await;
+    click(c, "bench-run").await;
+    let result = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
+    let again = text(c, "conv-choice").await;
+    println!("BENCH page conv choice after a reload: {again}");
+    assert!(again.starts_with(&format!("Convolutions: {chosen} (remembered for this GPU at width 0.0625, batch 8")), "{again}");
+    assert!(result.contains(&format!("conv {chosen} ·")), "{result}");
+    // The link overrides the choice and says so.
+    c.goto(&format!("{}{SUB_PATH}?width=0.0625&batch=8&bench_steps=1&conv=im2col", site.base)).await.unwrap();
+    gpu_checked(c).await;
+    assert_eq!(text(c, "conv-choice").await, "Convolutions: im2col (set by the link)");
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     c.clone().close().await.unwrap();
@@ -389,6 +439,8 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed").await;
     let message = text(c, "train-message").await;
     assert!(message.contains("Finished 1 epochs"), "{message}");
+    let conv = text(c, "conv-choice").await;
+    assert!(conv.contains("gemm (set by the link)"), "{conv}");
     let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 1);
     for chart in ["chart-schedule", "chart-loss", "chart-accuracy", "misclassified", "confusion-matrix"] {
@@ -464,7 +516,7 @@ async fn fast_recipe_from_a_link_trains_in_the_page() {
     let site = open("fast").await;
     let c = &site.client;
     let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
-        &recipe=fast&epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32";
+        &recipe=fast&epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32&conv=burn";
     c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
     gpu_checked(c).await;
     let prop = |testid: &'static str, name: &'static str| async move {
@@ -560,7 +612,7 @@ async fn unexpected_console_errors(c: &Client) -> Vec<String> {
 async fn a_lost_device_keeps_the_run_and_continues_on_a_new_device() {
     let site = open("lost").await;
     let c = &site.client;
-    let query = "recipe=fast&epochs=3&batch=16&width=0.0625&train_subset=64&test_subset=32&test_lose_device=2";
+    let query = "recipe=fast&epochs=3&batch=16&width=0.0625&train_subset=64&test_subset=32&test_lose_device=2&conv=burn";
     train_until_the_gpu_fails(c, &site.base, query, "estroy").await;
     // The weights of epoch 1 come from the page's CPU copy: the device cannot be read.
     click(c, "export-weights").await;
@@ -588,7 +640,7 @@ async fn a_lost_device_keeps_the_run_and_continues_on_a_new_device() {
 async fn an_uncaptured_gpu_error_stops_the_run_and_it_continues() {
     let site = open("gpu-error").await;
     let c = &site.client;
-    let query = "epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32&test_gpu_error=2";
+    let query = "epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32&test_gpu_error=2&conv=burn";
     train_until_the_gpu_fails(c, &site.base, query, "GPU error").await;
     continue_to_the_end(c, 2).await;
     let errors = unexpected_console_errors(c).await;
@@ -604,7 +656,7 @@ async fn misuse_during_training_leaves_the_run_intact() {
     let site = open("misuse").await;
     let c = &site.client;
     let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
-        &epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32";
+        &epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32&conv=burn";
     c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
     gpu_checked(c).await;
     click(c, "data-load-url").await;

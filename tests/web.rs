@@ -50,7 +50,7 @@ async fn static_constructors_run_once_however_often_js_calls_in() {
     for i in 0..50 {
         gloo::timers::future::TimeoutFuture::new(0).await;
         let t = Tensor::<1>::from_floats([i as f32, 1.0], &info.device) * 2.0;
-        let v = t.into_data_async().await.expect("async read").to_vec::<f32>().expect("f32");
+        let v = t.into_data_async().await.expect("async read").try_to_vec::<f32>().expect("f32");
         assert_eq!(v, vec![2.0 * i as f32, 2.0]);
     }
     let runs = cifar10_webgpu::ctors::runs();
@@ -567,4 +567,43 @@ async fn conv_layer_figures_on_webgpu() {
         assert!(r.ms > 0.0 && r.gflops.is_finite(), "{r:?}");
     }
     assert_eq!(rows.len(), 6 * 3 * 3);
+}
+
+/// The automatic convolution choice on WebGPU (SwiftShader here) times every algorithm, gemm
+/// included, at a narrow width and small batch, and keeps the fastest as measured.
+#[wasm_bindgen_test]
+async fn conv_choice_times_all_three_on_webgpu_and_keeps_the_fastest() {
+    use cifar10_webgpu::conv_choice::choose_conv;
+    use cifar10_webgpu::model::{conv_algorithm, set_conv_algorithm, ConvAlgorithm};
+    use cifar10_webgpu::train::Control;
+    struct Clock;
+    impl Host for Clock {
+        fn now_ms(&self) -> f64 {
+            now()
+        }
+        fn control(&self) -> Control {
+            Control::Run
+        }
+        fn event(&mut self, _event: Event) {}
+        async fn yield_now(&mut self) {}
+        async fn sleep_ms(&mut self, ms: u32) {
+            gloo::timers::future::TimeoutFuture::new(ms).await;
+        }
+    }
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let data = sample_data().await;
+    let config = TrainConfig::new().with_width(0.0625).with_batch_size(8);
+    let start = now();
+    let choice = choose_conv(&config, &data.train, &info.device, &ConvAlgorithm::ALL, &mut Clock).await.expect("choice");
+    web_sys::console::log_1(
+        &format!("conv choice on {}: {} ({:.1} s)", info.name, choice.summary(), (now() - start) / 1000.0).into(),
+    );
+    let figures: Vec<(ConvAlgorithm, f64)> = ConvAlgorithm::ALL
+        .iter()
+        .map(|&a| (a, choice.ms_per_step(a).unwrap_or_else(|| panic!("{} not timed: {choice:?}", a.name()))))
+        .collect();
+    let fastest = figures.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|f| f.0);
+    assert_eq!(Some(choice.chosen), fastest, "{figures:?}");
+    assert_eq!(conv_algorithm(), choice.chosen);
+    set_conv_algorithm(ConvAlgorithm::Burn);
 }

@@ -15,7 +15,8 @@ use crate::data::IMAGE_BYTES;
 use crate::config::TrainConfig;
 use crate::data::{Cifar10, DataError};
 use crate::lr_finder::{find_lr, LrFinderConfig};
-use crate::model::{max_batch_for, largest_activation_bytes, ResNet9};
+use crate::conv_choice::choose_conv;
+use crate::model::{max_batch_for, largest_activation_bytes, ConvAlgorithm, ResNet9};
 use crate::train::{Control, Event, Host, TrainError, Trainer};
 use crate::weights;
 
@@ -224,6 +225,13 @@ pub async fn self_test(ui: Ui, gpu: GpuInfo) {
     if !usable.contains(&current) {
         if let Some(&first) = usable.first() {
             crate::model::set_conv_algorithm(first);
+            if !ui.conv_auto.get_untracked() {
+                ui.conv_choice.set(format!(
+                    "Convolutions: {} (the link's {} failed the GPU self-test)",
+                    first.name(),
+                    current.name()
+                ));
+            }
         }
     }
     ui.selftest.set(Some((report.passed(), report.summary(&gpu.name))));
@@ -273,11 +281,27 @@ pub fn start_training(ui: Ui) {
         return;
     }
     let Some((config, device, data)) = ready(ui, Place::Train) else { return };
+    control().set(Control::Run);
+    // Busy from the click on: the choice below may take seconds.
+    let before = ui.phase.get_untracked();
+    ui.phase.set(Phase::Benchmarking);
+    leptos::task::spawn_local(async move {
+        // The convolutions first (auto mode): the run then uses the fastest.
+        if !choose_conv_if_auto(ui, &config, &device, &data.train).await {
+            ui.phase.set(before);
+            return;
+        }
+        ui.phase.set(before);
+        begin_training(ui, config, device, data).await;
+    });
+}
+
+/// Starts the run once the convolution algorithm is settled.
+async fn begin_training(ui: Ui, config: TrainConfig, device: Device, data: Rc<Cifar10>) {
     let trainer = match Trainer::new(config.clone(), &data, &device) {
         Ok(t) => t,
         Err(e) => return ui.say(true, e.to_string()),
     };
-    control().set(Control::Run);
     ui.batches.set(Vec::new());
     ui.epochs.set(Vec::new());
     ui.evaluation.set(None);
@@ -289,7 +313,111 @@ pub fn start_training(ui: Ui) {
         e.log = trainer.log.clone();
         e.saved = None;
     });
-    leptos::task::spawn_local(drive(ui, trainer, data));
+    drive(ui, trainer, data).await;
+}
+
+/// The key of a remembered convolution choice: the adapter, width and batch it was timed at.
+fn conv_choice_key(adapter: &str, config: &TrainConfig) -> String {
+    format!("cifar10-webgpu conv-choice {adapter} width {} batch {}", config.width, config.batch_size)
+}
+
+/// `localStorage`, reached through js-sys: web-sys's `Storage` feature would rebuild web-sys and
+/// every crate on it (wgpu, cubecl, burn) for two calls.
+fn local_storage() -> Option<wasm_bindgen::JsValue> {
+    let storage = js_sys::Reflect::get(&js_sys::global(), &"localStorage".into()).ok()?;
+    (!storage.is_undefined() && !storage.is_null()).then_some(storage)
+}
+
+/// `storage[method](args...)`; an error on any failure (storage refused, quota, no method).
+fn storage_call(storage: &wasm_bindgen::JsValue, method: &str, args: &[&str]) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+    let f: js_sys::Function = js_sys::Reflect::get(storage, &method.into())?.dyn_into()?;
+    let args: js_sys::Array = args.iter().map(|a| wasm_bindgen::JsValue::from_str(a)).collect();
+    f.apply(storage, &args)
+}
+
+/// A choice remembered in this session or in localStorage: (algorithm, its explanation).
+fn remembered_conv(key: &str) -> Option<(ConvAlgorithm, String)> {
+    if let Some(found) = with_engine(|e| e.conv_choices.get(key).cloned()) {
+        return Some(found);
+    }
+    let stored = storage_call(&local_storage()?, "getItem", &[key]).ok()?.as_string()?;
+    let value: serde_json::Value = serde_json::from_str(&stored).ok()?;
+    let algorithm = ConvAlgorithm::parse(value.get("chosen")?.as_str()?)?;
+    let summary = value.get("summary")?.as_str()?.to_string();
+    Some((algorithm, summary))
+}
+
+fn remember_conv(key: &str, algorithm: ConvAlgorithm, summary: &str) {
+    with_engine(|e| e.conv_choices.insert(key.to_string(), (algorithm, summary.to_string())));
+    let value = serde_json::json!({ "chosen": algorithm.name(), "summary": summary });
+    if let Some(storage) = local_storage() {
+        // A full or refused storage only means the next visit times again.
+        if let Err(e) = storage_call(&storage, "setItem", &[key, &value.to_string()]) {
+            log::warn!("could not remember the convolution choice: {e:?}");
+        }
+    }
+}
+
+/// In auto mode, sets the fastest convolution algorithm for this GPU, width and batch: the
+/// remembered one, or else each algorithm that passed the self-test and whose buffers fit is
+/// timed on `train` (a few steps each; the phase shows "Measuring…" meanwhile). `false`: the
+/// action should not go on (stopped, or nothing could be timed; the message says so).
+async fn choose_conv_if_auto(ui: Ui, config: &TrainConfig, device: &Device, train: &crate::data::Split) -> bool {
+    if !ui.conv_auto.get_untracked() {
+        return true;
+    }
+    let (adapter, limit, usable) = with_engine(|e| {
+        (
+            e.gpu.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
+            e.gpu.as_ref().map_or(0, |g| g.max_storage_buffer_binding_size),
+            e.selftest.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.usable_convs()).unwrap_or_default(),
+        )
+    });
+    let at = format!("width {}, batch {}", config.width, config.batch_size);
+    let key = conv_choice_key(&adapter, config);
+    if let Some((algorithm, summary)) = remembered_conv(&key).filter(|(a, _)| usable.contains(a)) {
+        crate::model::set_conv_algorithm(algorithm);
+        ui.conv_choice.set(format!("Convolutions: {} (remembered for this GPU at {at}: {summary})", algorithm.name()));
+        return true;
+    }
+    // An algorithm whose largest buffer exceeds the adapter's binding limit is not tried.
+    let before = crate::model::conv_algorithm();
+    let fits = |a: ConvAlgorithm| {
+        crate::model::set_conv_algorithm(a);
+        largest_activation_bytes(config.batch_size, config.width) <= limit
+    };
+    let candidates: Vec<ConvAlgorithm> = usable.iter().copied().filter(|&a| fits(a)).collect();
+    crate::model::set_conv_algorithm(before);
+    let excluded: String = ConvAlgorithm::ALL
+        .iter()
+        .filter(|a| !candidates.contains(a))
+        .map(|a| {
+            let why = if usable.contains(a) { "too large for this GPU's buffers" } else { "failed the GPU self-test" };
+            format!(" · {} not tried ({why})", a.name())
+        })
+        .collect();
+    let names: Vec<&str> = candidates.iter().map(|a| a.name()).collect();
+    ui.conv_choice.set(format!("Convolutions: timing {} on this GPU at {at}…", names.join(", ")));
+    ui.phase.set(Phase::Benchmarking);
+    let mut host = WebHost { ui };
+    match choose_conv(config, train, device, &candidates, &mut host).await {
+        Ok(choice) => {
+            let summary = choice.summary() + &excluded;
+            ui.conv_choice.set(format!("Convolutions: {summary} (timed on this GPU at {at})"));
+            remember_conv(&key, choice.chosen, &summary);
+            true
+        }
+        Err(TrainError::Stopped) => {
+            ui.conv_choice.set("Convolutions: timing stopped; the next Train or Benchmark times again".into());
+            ui.say(false, "Stopped while timing the convolutions.");
+            false
+        }
+        Err(e) => {
+            ui.conv_choice.set(format!("Convolutions: could not be timed: {e}"));
+            ui.say(true, format!("Timing the convolutions failed: {e}"));
+            false
+        }
+    }
 }
 
 /// Keeps a CPU copy of the run (weights, momentum, position): a lost device cannot take it.
@@ -453,7 +581,6 @@ pub fn run_benchmark(ui: Ui) {
     let phase_before = ui.phase.get_untracked();
     ui.phase.set(Phase::Benchmarking);
     leptos::task::spawn_local(async move {
-        let mut host = WebHost { ui };
         let synthetic;
         let train = match &data {
             Some(d) => &d.train,
@@ -462,6 +589,12 @@ pub fn run_benchmark(ui: Ui) {
                 &synthetic
             }
         };
+        if !choose_conv_if_auto(ui, &config, &device, train).await {
+            ui.phase.set(phase_before);
+            return;
+        }
+        ui.phase.set(Phase::Benchmarking);
+        let mut host = WebHost { ui };
         let r = crate::bench::bench_steps(&config, train, &device, 5, steps, &mut host).await;
         ui.bench.set(Some(match r {
             Ok(mut b) => {
@@ -488,6 +621,11 @@ pub fn run_lr_finder(ui: Ui) {
     ui.phase.set(Phase::FindingLr);
     let finder = LrFinderConfig { steps: ui.lr_steps.get_untracked().max(10), ..Default::default() };
     leptos::task::spawn_local(async move {
+        if !choose_conv_if_auto(ui, &config, &device, &data.train).await {
+            ui.phase.set(Phase::Idle);
+            return;
+        }
+        ui.phase.set(Phase::FindingLr);
         let mut host = WebHost { ui };
         match find_lr(&config, &finder, &data, &device, &mut host).await {
             Ok(r) => {

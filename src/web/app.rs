@@ -50,11 +50,17 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
                     ui.lr_steps.set(n.clamp(10, 1000));
                 }
             }
-            // An implementation choice, not a recipe setting: `?conv=im2col` lets a shared
-            // link compare it with burn's convolution on the visitor's GPU.
-            "conv" => crate::model::set_conv_algorithm(
-                crate::model::ConvAlgorithm::parse(v).unwrap_or(crate::model::ConvAlgorithm::Burn),
-            ),
+            // An implementation choice, not a recipe setting: by default (or `?conv=auto`) the
+            // fastest is timed on the visitor's GPU; `?conv=im2col` etc. lets a shared link
+            // compare one algorithm with another. An unknown name counts as auto.
+            "conv" => match crate::model::ConvAlgorithm::parse(v) {
+                Some(algorithm) => {
+                    crate::model::set_conv_algorithm(algorithm);
+                    ui.conv_auto.set(false);
+                    ui.conv_choice.set(format!("Convolutions: {} (set by the link)", algorithm.name()));
+                }
+                None => ui.conv_auto.set(true),
+            },
             // Test-only: makes the named self-test check fail, to test what the page does then.
             "selftest_fault" => ui.selftest_fault.set(Some(v.clone())),
             // Test-only: destroys the GPU device during this epoch of the next run, as a driver
@@ -460,6 +466,7 @@ pub fn Benchmark(ui: Ui) -> impl IntoView {
                 }}
             </span>
         </div>
+        <p class="muted" data-testid="conv-choice">{move || ui.conv_choice.get()}</p>
     }
 }
 

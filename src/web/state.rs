@@ -44,6 +44,9 @@ pub struct Engine {
     /// survives a lost device, stays exportable and continues on a new one.
     pub saved: Option<SavedRun>,
     pub log: RunLog,
+    /// Convolution choices made this session, by `conv_choice_key` (also in localStorage,
+    /// which a browser may refuse): the algorithm and the line that explains it.
+    pub conv_choices: std::collections::HashMap<String, (crate::model::ConvAlgorithm, String)>,
 }
 
 thread_local! {
@@ -110,6 +113,11 @@ pub struct Ui {
     pub bench: RwSignal<Option<Result<StepBench, String>>>,
     /// Timed steps of the benchmark (`?bench_steps=`).
     pub bench_steps: RwSignal<usize>,
+    /// Whether the convolution algorithm is timed on this GPU (`?conv=auto` or no `conv`) rather
+    /// than set by the link.
+    pub conv_auto: RwSignal<bool>,
+    /// How the convolutions are computed and why (`data-testid="conv-choice"`).
+    pub conv_choice: RwSignal<String>,
     /// Why the GPU device was lost, while it is (offers "Continue on a new device").
     pub device_lost: RwSignal<Option<String>>,
     /// Test-only (`?test_lose_device=N`): destroy the device during epoch N of the next run.
@@ -151,6 +159,8 @@ impl Ui {
             predict: RwSignal::new(None),
             bench: RwSignal::new(None),
             bench_steps: RwSignal::new(20),
+            conv_auto: RwSignal::new(true),
+            conv_choice: RwSignal::new("Convolutions: the fastest on this GPU, timed when you train or benchmark".into()),
             device_lost: RwSignal::new(None),
             lose_device_in_epoch: RwSignal::new(None),
             gpu_error_in_epoch: RwSignal::new(None),

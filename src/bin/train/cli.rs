@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use cifar10_webgpu::bench::bench_steps;
+use cifar10_webgpu::conv_choice::choose_conv;
 use cifar10_webgpu::config::{TrainConfig, RECIPES};
 use cifar10_webgpu::data;
 use cifar10_webgpu::lr_finder::{find_lr, LrFinderConfig};
@@ -25,7 +26,8 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--max-minutes M]  (stop after the epoch that crosses M minutes)
   [--save-state DIR]  (after every epoch: weights, momentum and position, for --resume)
   [--resume DIR]  (go on from a saved state; the recipe comes from it)
-  [--conv burn|im2col|gemm]  (how the 3x3 convolutions are computed; same results; gemm: wgpu/vulkan only)
+  [--conv burn|im2col|gemm|auto]  (how the 3x3 convolutions are computed; same results; gemm: wgpu/vulkan only;
+                             auto: time a few steps with each on the device first and keep the fastest)
    or: train --self-test [--backend flex|wgpu|vulkan]
   (every operation training uses, on the device, against a CPU reference)
    or: train --bench-layers [--backend flex|wgpu|vulkan] [--width 1] [--batch 512] [--reps 3]
@@ -64,6 +66,8 @@ struct Args {
     max_minutes: Option<f64>,
     save_state: Option<PathBuf>,
     resume: Option<PathBuf>,
+    /// `--conv auto`: time each algorithm on the device before the run.
+    auto_conv: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -82,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
     let mut out = PathBuf::from("target/run");
     let (mut lr_find, mut bench, mut gpu_memory, mut max_minutes) = (false, None, false, None);
     let mut peak_given = false;
+    let mut auto_conv = false;
     let (mut save_state, mut resume, mut recipe_flag) = (None, None, None);
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         v.ok_or(format!("{flag} needs a value"))?
@@ -124,9 +129,15 @@ fn parse_args() -> Result<Args, String> {
             "--max-minutes" => max_minutes = Some(num(&a, it.next())?),
             "--save-state" => save_state = Some(it.next().map(PathBuf::from).ok_or("--save-state needs a folder")?),
             "--resume" => resume = Some(it.next().map(PathBuf::from).ok_or("--resume needs a folder")?),
-            "--conv" => match it.next().as_deref().and_then(ConvAlgorithm::parse) {
-                Some(algorithm) => set_conv_algorithm(algorithm),
-                None => return Err("--conv takes burn, im2col or gemm".into()),
+            "--conv" => match it.next().as_deref() {
+                Some("auto") => auto_conv = true,
+                name => match name.and_then(ConvAlgorithm::parse) {
+                    Some(algorithm) => {
+                        auto_conv = false;
+                        set_conv_algorithm(algorithm)
+                    }
+                    None => return Err("--conv takes burn, im2col, gemm or auto".into()),
+                },
             },
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -151,6 +162,7 @@ fn parse_args() -> Result<Args, String> {
         max_minutes,
         save_state,
         resume,
+        auto_conv,
     })
 }
 
@@ -280,6 +292,18 @@ fn run() -> Result<(), String> {
         deadline: args.max_minutes.map(|m| m * 60_000.0),
         stop: false,
     };
+    if args.auto_conv {
+        let candidates = ConvAlgorithm::available_on(&device);
+        let choice = pollster::block_on(choose_conv(&args.config, &data.train, &device, &candidates, &mut host))
+            .map_err(|e| format!("--conv auto: {e}"))?;
+        println!(
+            "conv auto: {} (timed on {} at width {}, batch {})",
+            choice.summary(),
+            args.backend,
+            choice.width,
+            choice.batch
+        );
+    }
     if let Some(steps) = args.bench {
         let r = pollster::block_on(bench_steps(&args.config, &data.train, &device, 3, steps, &mut host))
             .map_err(|e| e.to_string())?;

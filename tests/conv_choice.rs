@@ -1,0 +1,73 @@
+//! The automatic convolution choice on burn's flex CPU backend: both CPU algorithms are timed,
+//! gemm (CubeCL only) is excluded, and the faster as measured becomes the process's algorithm.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use burn::prelude::*;
+use cifar10_webgpu::config::TrainConfig;
+use cifar10_webgpu::conv_choice::{choose_conv, TIMED_STEPS};
+use cifar10_webgpu::data::Split;
+use cifar10_webgpu::model::{conv_algorithm, set_conv_algorithm, ConvAlgorithm};
+use cifar10_webgpu::train::{Control, Event, Host, TrainError};
+
+struct TestHost {
+    start: std::time::Instant,
+    stop: bool,
+}
+
+impl Host for TestHost {
+    fn now_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+    fn control(&self) -> Control {
+        if self.stop { Control::Stop } else { Control::Run }
+    }
+    fn event(&mut self, _event: Event) {}
+    async fn yield_now(&mut self) {}
+    async fn sleep_ms(&mut self, _ms: u32) {}
+}
+
+// One test: the algorithm is process-wide, so parallel tests would race on it.
+#[test]
+fn auto_choice_times_burn_and_im2col_on_flex_and_keeps_the_faster() {
+    let train = Split::parse("train_2000.bin", &common::read_sample("train_2000.bin")).unwrap();
+    let config = TrainConfig::new().with_batch_size(8).with_width(0.0625);
+    let device = Device::flex();
+    let mut host = TestHost { start: std::time::Instant::now(), stop: false };
+
+    // A user stop ends the choice and leaves the algorithm as it was.
+    set_conv_algorithm(ConvAlgorithm::Im2col);
+    host.stop = true;
+    let stopped = pollster::block_on(choose_conv(&config, &train, &device, &ConvAlgorithm::ALL, &mut host));
+    assert!(matches!(stopped, Err(TrainError::Stopped)), "{stopped:?}");
+    assert_eq!(conv_algorithm(), ConvAlgorithm::Im2col);
+
+    host.stop = false;
+    set_conv_algorithm(ConvAlgorithm::Gemm);
+    let choice =
+        pollster::block_on(choose_conv(&config, &train, &device, &ConvAlgorithm::ALL, &mut host)).unwrap();
+    println!("conv choice on flex: {}", choice.summary());
+    assert_eq!((choice.width, choice.batch), (0.0625, 8));
+    let algorithms: Vec<ConvAlgorithm> = choice.timings.iter().map(|t| t.algorithm).collect();
+    assert_eq!(algorithms, ConvAlgorithm::ALL);
+    let gemm = &choice.timings[2].ms_per_step;
+    assert_eq!(gemm, &Err("not on this device".to_string()));
+    let burn = choice.ms_per_step(ConvAlgorithm::Burn).expect("burn timed");
+    // im2col may be stopped by the cap (over 3x burn's measurement); else it has a figure.
+    let im2col = choice.ms_per_step(ConvAlgorithm::Im2col);
+    assert!(burn > 0.0 && im2col.is_none_or(|ms| ms > 0.0), "{choice:?}");
+    let fastest = match im2col {
+        Some(ms) if ms < burn => ConvAlgorithm::Im2col,
+        _ => ConvAlgorithm::Burn,
+    };
+    assert_eq!(choice.chosen, fastest);
+    assert_eq!(conv_algorithm(), fastest, "the choice is set");
+    assert!(choice.summary().ends_with(&format!("→ {}", fastest.name())), "{}", choice.summary());
+    assert!(TIMED_STEPS >= 1);
+
+    // Only gemm asked for on flex: nothing can be timed, an error, and the algorithm unchanged.
+    let none = pollster::block_on(choose_conv(&config, &train, &device, &[ConvAlgorithm::Gemm], &mut host));
+    assert!(matches!(&none, Err(TrainError::Device(m)) if m.contains("gemm: not on this device")), "{none:?}");
+    assert_eq!(conv_algorithm(), fastest);
+}
