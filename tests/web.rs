@@ -570,7 +570,8 @@ async fn conv_layer_figures_on_webgpu() {
 }
 
 /// The automatic convolution choice on WebGPU (SwiftShader here) times every algorithm, gemm
-/// included, at a narrow width and small batch, and keeps the fastest as measured.
+/// included, at a narrow width and small batch (or stops one at its cap), and keeps the
+/// fastest as measured.
 #[wasm_bindgen_test]
 async fn conv_choice_times_all_three_on_webgpu_and_keeps_the_fastest() {
     use cifar10_webgpu::conv_choice::choose_conv;
@@ -598,12 +599,80 @@ async fn conv_choice_times_all_three_on_webgpu_and_keeps_the_fastest() {
     web_sys::console::log_1(
         &format!("conv choice on {}: {} ({:.1} s)", info.name, choice.summary(), (now() - start) / 1000.0).into(),
     );
-    let figures: Vec<(ConvAlgorithm, f64)> = ConvAlgorithm::ALL
-        .iter()
-        .map(|&a| (a, choice.ms_per_step(a).unwrap_or_else(|| panic!("{} not timed: {choice:?}", a.name()))))
-        .collect();
+    // Every algorithm was timed, or stopped by the cap (3x the fastest so far's measurement:
+    // slower than the one chosen by construction). Kernels compiled by earlier tests make the
+    // first candidate faster here than on a fresh page, so caps do happen.
+    for t in &choice.timings {
+        assert!(t.ms_per_step.is_ok() || t.ms_per_step.as_ref().is_err_and(|e| e.contains("over 3x the fastest")), "{choice:?}");
+    }
+    let timed: Vec<ConvAlgorithm> = choice.timings.iter().map(|t| t.algorithm).collect();
+    assert_eq!(timed, ConvAlgorithm::ALL, "{choice:?}");
+    let figures: Vec<(ConvAlgorithm, f64)> =
+        ConvAlgorithm::ALL.iter().filter_map(|&a| choice.ms_per_step(a).map(|ms| (a, ms))).collect();
     let fastest = figures.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|f| f.0);
     assert_eq!(Some(choice.chosen), fastest, "{figures:?}");
     assert_eq!(conv_algorithm(), choice.chosen);
     set_conv_algorithm(ConvAlgorithm::Burn);
+}
+
+/// Issue 22: a narrow net trained two short epochs with our gemm kernels ends where the same
+/// run (same seed, same batches) with burn's convolution ends: test accuracy within 2 points
+/// and final train loss within 5%. Only float rounding differs between the two.
+#[wasm_bindgen_test]
+async fn gemm_trains_like_burn_over_two_short_epochs() {
+    use cifar10_webgpu::config::TrainConfig;
+    use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
+    use cifar10_webgpu::train::{Control, Trainer};
+    struct Epochs(Vec<EpochStats>);
+    impl Host for Epochs {
+        fn now_ms(&self) -> f64 {
+            now()
+        }
+        fn control(&self) -> Control {
+            Control::Run
+        }
+        fn event(&mut self, event: Event) {
+            if let Event::Epoch(e) = event {
+                self.0.push(e);
+            }
+        }
+        async fn yield_now(&mut self) {}
+        async fn sleep_ms(&mut self, ms: u32) {
+            gloo::timers::future::TimeoutFuture::new(ms).await;
+        }
+    }
+    let info = gpu::init().await.expect("WebGPU adapter");
+    let data = sample_data().await;
+    let mut config = TrainConfig::new();
+    config.width = 0.0625;
+    config.batch_size = 32;
+    config.epochs = 2;
+    config.peak_epoch = 1.0;
+    config.max_lr = 0.05;
+    config.train_subset = Some(1024);
+    config.test_subset = Some(500);
+    let mut runs = Vec::new();
+    for algorithm in [ConvAlgorithm::Burn, ConvAlgorithm::Gemm] {
+        set_conv_algorithm(algorithm);
+        let start = now();
+        let mut trainer = Trainer::new(config.clone(), &data, &info.device).expect("trainer");
+        let mut host = Epochs(Vec::new());
+        trainer.run(&data, &mut host).await.expect("training runs");
+        let last = host.0.last().cloned().expect("two epochs");
+        web_sys::console::log_1(
+            &format!(
+                "{algorithm:?}, 2 epochs of 1,024 images at width 0.0625 ({:.0} s): train loss {:.4}, test accuracy {:.2}%",
+                (now() - start) / 1000.0,
+                last.train_loss,
+                last.test_acc * 100.0
+            )
+            .into(),
+        );
+        runs.push(last);
+    }
+    set_conv_algorithm(ConvAlgorithm::Burn);
+    let (burn, gemm) = (&runs[0], &runs[1]);
+    assert!(burn.test_acc > 0.15, "the reference run did not learn: {burn:?}");
+    assert!((gemm.test_acc - burn.test_acc).abs() * 100.0 <= 2.0, "gemm {gemm:?} vs burn {burn:?}");
+    assert!((gemm.train_loss - burn.train_loss).abs() <= 0.05 * burn.train_loss, "gemm {gemm:?} vs burn {burn:?}");
 }
