@@ -186,7 +186,7 @@ pub struct LayerBench {
 
 impl LayerBench {
     pub fn summary(&self) -> String {
-        format!("{:<14} {:<15} {:<7} batch {:>4}: {:>9.2} ms  {:>8.1} GFLOP/s", self.layer, self.pass, self.conv, self.batch, self.ms, self.gflops)
+        format!("{:<14} {:<15} {:<7} batch {:>4}: {:>9.2} ms  {:>9.2} GFLOP/s", self.layer, self.pass, self.conv, self.batch, self.ms, self.gflops)
     }
 }
 
