@@ -358,6 +358,26 @@ async fn gpu_selftest_on_webgpu() {
     assert_eq!(faulty.usable_convs(), [ConvAlgorithm::Im2col, ConvAlgorithm::Gemm]);
 }
 
+/// Collects the epochs of a training run; never pauses or stops it.
+struct Epochs(Vec<EpochStats>);
+impl Host for Epochs {
+    fn now_ms(&self) -> f64 {
+        now()
+    }
+    fn control(&self) -> cifar10_webgpu::train::Control {
+        cifar10_webgpu::train::Control::Run
+    }
+    fn event(&mut self, event: Event) {
+        if let Event::Epoch(e) = event {
+            self.0.push(e);
+        }
+    }
+    async fn yield_now(&mut self) {}
+    async fn sleep_ms(&mut self, ms: u32) {
+        gloo::timers::future::TimeoutFuture::new(ms).await;
+    }
+}
+
 /// Long runs stay flat: a narrow net trains several epochs on the sample images and the GPU
 /// memory held by live tensors after each epoch (burn's pool usage, what the page shows beside
 /// images/s) does not grow after the second epoch. The slack (0.1 MiB) is a quarter of one
@@ -365,25 +385,7 @@ async fn gpu_selftest_on_webgpu() {
 #[wasm_bindgen_test]
 async fn gpu_memory_stays_flat_over_epochs() {
     use cifar10_webgpu::config::TrainConfig;
-    use cifar10_webgpu::train::{Control, Trainer};
-    struct Epochs(Vec<EpochStats>);
-    impl Host for Epochs {
-        fn now_ms(&self) -> f64 {
-            now()
-        }
-        fn control(&self) -> Control {
-            Control::Run
-        }
-        fn event(&mut self, event: Event) {
-            if let Event::Epoch(e) = event {
-                self.0.push(e);
-            }
-        }
-        async fn yield_now(&mut self) {}
-        async fn sleep_ms(&mut self, ms: u32) {
-            gloo::timers::future::TimeoutFuture::new(ms).await;
-        }
-    }
+    use cifar10_webgpu::train::Trainer;
     let info = gpu::init().await.expect("WebGPU adapter");
     let data = sample_data().await;
     let mut config = TrainConfig::new();
@@ -622,25 +624,7 @@ async fn conv_choice_times_all_three_on_webgpu_and_keeps_the_fastest() {
 async fn gemm_trains_like_burn_over_two_short_epochs() {
     use cifar10_webgpu::config::TrainConfig;
     use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
-    use cifar10_webgpu::train::{Control, Trainer};
-    struct Epochs(Vec<EpochStats>);
-    impl Host for Epochs {
-        fn now_ms(&self) -> f64 {
-            now()
-        }
-        fn control(&self) -> Control {
-            Control::Run
-        }
-        fn event(&mut self, event: Event) {
-            if let Event::Epoch(e) = event {
-                self.0.push(e);
-            }
-        }
-        async fn yield_now(&mut self) {}
-        async fn sleep_ms(&mut self, ms: u32) {
-            gloo::timers::future::TimeoutFuture::new(ms).await;
-        }
-    }
+    use cifar10_webgpu::train::Trainer;
     let info = gpu::init().await.expect("WebGPU adapter");
     let data = sample_data().await;
     let mut config = TrainConfig::new();
