@@ -63,11 +63,6 @@ impl StepBench {
             prec = if self.images_per_sec < 100.0 { 1 } else { 0 }
         ) + &self.probes.iter().map(|(name, value)| format!(" · {name} {value:.1}")).collect::<String>()
     }
-
-    /// A counter of [`StepBench::probes`] by name.
-    pub fn probe(&self, name: &str) -> Option<f64> {
-        self.probes.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
-    }
 }
 
 /// Random images and labels: lets the page measure a GPU before any data is loaded (the step
