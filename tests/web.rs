@@ -16,7 +16,7 @@ use cifar10_webgpu::augment::{self, Augment, Normalization};
 use cifar10_webgpu::config::TrainConfig;
 use cifar10_webgpu::metrics::{BatchStats, EpochStats};
 use cifar10_webgpu::train::{Event, Host};
-use cifar10_webgpu::web::{actions::WebHost, app, gpu, loader, state::Ui};
+use cifar10_webgpu::web::{actions, app, engine, gpu, link, loader, protocol, state::Ui};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
@@ -130,6 +130,10 @@ async fn app_mounts_and_shows_the_adapter() {
     assert!(status.inner_text().contains(&info.name), "{}", status.inner_text());
     assert_ne!(info.name, "unnamed adapter");
     assert!(info.max_storage_buffer_binding_size > 0 && info.max_buffer_size > 0);
+    // The engine started in its worker (this test's own wasm, started a second time there).
+    let thread = testid(&root, "engine-thread").inner_text();
+    web_sys::console::log_1(&format!("engine: {thread}").into());
+    assert!(thread.contains("dedicated worker"), "{thread}");
 }
 
 #[wasm_bindgen_test]
@@ -165,7 +169,13 @@ async fn dashboard_components_follow_engine_events() {
     let _handle = leptos::mount::mount_to(root.clone(), move || {
         view! { <app::TrainControls ui=ui /> <app::MetricsTable ui=ui /> <app::Charts ui=ui /> }
     });
-    let mut host = WebHost { ui };
+    // Engine events reach the page as messages: through the same JSON as from the worker.
+    engine::set_sink(std::rc::Rc::new(move |update, attachments| {
+        let message = link::encode(&update, &attachments);
+        let (update, attachments) = link::decode::<protocol::Update>(&message).expect("an update round-trips");
+        actions::apply(ui, update, attachments)
+    }));
+    let mut host = engine::WebHost;
     let schedule = cifar10_webgpu::schedule::OneCycle::recipe(2, 10, 0.4, 1.0);
     ui.total_epochs.set(2);
     host.event(Event::Started { schedule, steps_per_epoch: 10, parameters: 1 });

@@ -2,12 +2,10 @@
 
 use leptos::html;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 use super::actions;
 use super::charts;
-use super::gpu;
-use super::state::{with_engine, Phase, Ui};
+use super::state::{with_shown, Phase, Ui};
 use crate::augment::{self, Augment};
 use crate::config::{TrainConfig, BOOL_FIELDS, FORM_FIELDS, RECIPES};
 use crate::metrics::{clock, crossings_summary, first_crossings, EpochStats, TARGETS};
@@ -55,21 +53,31 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             // compare one algorithm with another. An unknown name counts as auto.
             "conv" => match crate::model::ConvAlgorithm::parse(v) {
                 Some(algorithm) => {
-                    crate::model::set_conv_algorithm(algorithm);
+                    ui.options.update(|o| o.conv = Some(algorithm.name().to_string()));
                     ui.conv_auto.set(false);
                     ui.conv_choice.set(format!("Convolutions: {} (set by the link)", algorithm.name()));
                 }
-                None => ui.conv_auto.set(true),
+                None => {
+                    ui.options.update(|o| o.conv = None);
+                    ui.conv_auto.set(true)
+                }
             },
             // Test-only: makes the named self-test check fail, to test what the page does then.
-            "selftest_fault" => ui.selftest_fault.set(Some(v.clone())),
+            "selftest_fault" => ui.options.update(|o| o.selftest_fault = Some(v.clone())),
             // Test-only: destroys the GPU device during this epoch of the next run, as a driver
             // reset would, to test the way on from a lost device.
-            "test_lose_device" => ui.lose_device_in_epoch.set(v.parse().ok()),
+            "test_lose_device" => ui.options.update(|o| o.lose_device_in_epoch = v.parse().ok()),
             // Test-only: an uncaptured GPU error (an oversized buffer) during this epoch.
-            "test_gpu_error" => ui.gpu_error_in_epoch.set(v.parse().ok()),
-            // Counts the page's WebGPU calls and long tasks for the benchmark's line.
-            "count_gpu_calls" if v == "1" => super::probe::install(),
+            "test_gpu_error" => ui.options.update(|o| o.gpu_error_in_epoch = v.parse().ok()),
+            // Counts the page's WebGPU calls and long tasks for the benchmark's line: the GPU
+            // calls where the engine runs, the long tasks on the page's thread.
+            "count_gpu_calls" if v == "1" => {
+                ui.options.update(|o| o.count_gpu_calls = true);
+                super::probe::install();
+            }
+            // `?worker=0`: the engine on the page's thread, as browsers without WebGPU in
+            // workers run it.
+            "worker" => ui.worker.set(v != "0"),
             "bench_steps" => {
                 if let Ok(n) = v.parse::<usize>() {
                     ui.bench_steps.set(n.clamp(1, 500));
@@ -87,14 +95,7 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
 pub fn App() -> impl IntoView {
     let ui = Ui::new();
     apply_query(ui, &query_pairs());
-    spawn_local(async move {
-        let r = gpu::init().await;
-        ui.gpu.set(Some(r.clone().map(|g| g.summary())));
-        if let Ok(g) = r {
-            actions::use_gpu(ui, g).await;
-        }
-    });
-    actions::load_cache(ui);
+    super::link::start(ui);
     view! {
         <main class="app">
             <header class="top">
@@ -105,6 +106,7 @@ pub fn App() -> impl IntoView {
                 <div>
                     <WebGpuStatus ui=ui />
                     <SelfTestStatus ui=ui />
+                    <p data-testid="engine-thread" class="muted">{move || ui.engine_thread.get()}</p>
                 </div>
             </header>
             <div class="grid">
@@ -224,12 +226,12 @@ pub fn SampleGrid(ui: Ui) -> impl IntoView {
     Effect::new(move || {
         let _ = ui.data_version.get();
         let (Some(a), Some(b)) = (original.get(), augmented.get()) else { return };
-        let Some((data, norm)) = with_engine(|e| e.data.clone().zip(e.norm)) else { return };
-        let idx: Vec<usize> = (0..12.min(data.train.len())).collect();
-        let captions: Vec<String> =
-            idx.iter().map(|&i| data.class_names[data.train.labels[i] as usize].clone()).collect();
-        charts::draw_grid(&a, &charts::images_of(&data.train, &idx), &captions, 6, 2);
-        let batch = augment::make_batch(&data.train, &idx, Augment::FULL, &norm, &mut augment::rng(ui.data_version.get_untracked() as u64, 9));
+        let Some((sample, norm, names)) = with_shown(|s| Some((s.sample.clone(), s.norm?, s.class_names.clone()))) else { return };
+        let idx: Vec<usize> = (0..sample.len()).collect();
+        let name = |c: u8| names.get(c as usize).cloned().unwrap_or_default();
+        let captions: Vec<String> = idx.iter().map(|&i| name(sample.labels[i])).collect();
+        charts::draw_grid(&a, &charts::images_of(&sample, &idx), &captions, 6, 2);
+        let batch = augment::make_batch(&sample, &idx, Augment::FULL, &norm, &mut augment::rng(ui.data_version.get_untracked() as u64, 9));
         let aug: Vec<Vec<u8>> = batch.images.chunks_exact(crate::data::IMAGE_BYTES).map(|x| charts::denormalise(x, &norm)).collect();
         charts::draw_grid(&b, &aug, &captions, 6, 2);
     });
@@ -414,13 +416,18 @@ pub fn TrainControls(ui: Ui) -> impl IntoView {
         <section class="card">
             <h2>"4 · Train"</h2>
             <div class="row">
-                <button class="primary" data-testid="train-start" disabled=move || ui.busy() on:click=move |_| actions::start_training(ui)>"Train"</button>
+                <button class="primary" data-testid="train-start" disabled=move || ui.busy() on:click=move |_| actions::start_training(ui)>
+                    {move || format!("Train{}", waits_for_selftest(ui))}
+                </button>
                 <button data-testid="train-pause" disabled=move || !matches!(ui.phase.get(), Phase::Running | Phase::Paused)
                     on:click=move |_| actions::toggle_pause(ui)>
                     {move || if ui.phase.get() == Phase::Paused { "Resume" } else { "Pause" }}
                 </button>
                 <button data-testid="train-stop" disabled=move || !ui.busy() on:click=move |_| actions::stop(ui)>"Stop"</button>
-                <span class="phase" data-testid="train-phase">{move || format!("{:?}", ui.phase.get())}</span>
+                <span class="phase" data-testid="train-phase">{move || match (ui.phase.get(), ui.pausing.get()) {
+                    (Phase::Paused, true) => "Paused (the engine finishes the step it is in)".to_string(),
+                    (phase, _) => format!("{phase:?}"),
+                }}</span>
             </div>
             <div data-testid="train-progress" class="progress-block">
                 <progress max="100" value=move || progress().0></progress>
@@ -456,7 +463,7 @@ pub fn Benchmark(ui: Ui) -> impl IntoView {
     view! {
         <div class="row bench">
             <button class="small" data-testid="bench-run" disabled=move || ui.busy() on:click=move |_| actions::run_benchmark(ui)>
-                {move || if ui.phase.get() == Phase::Benchmarking { "Measuring…".to_string() } else { format!("Benchmark {} steps", ui.bench_steps.get()) }}
+                {move || if ui.phase.get() == Phase::Benchmarking { "Measuring…".to_string() } else { format!("Benchmark {} steps{}", ui.bench_steps.get(), waits_for_selftest(ui)) }}
             </button>
             <span data-testid="bench-result" class=move || match ui.bench.get() { Some(Err(_)) => "error", _ => "ok" }>
                 {move || match ui.bench.get() {
@@ -567,27 +574,22 @@ pub fn Mistakes(ui: Ui) -> impl IntoView {
     let matrix = NodeRef::<html::Canvas>::new();
     Effect::new(move || {
         let Some(eval) = ui.evaluation.get() else { return };
-        let Some(data) = with_engine(|e| e.data.clone()) else { return };
+        let (class_names, images) = with_shown(|s| (s.class_names.clone(), s.mistakes.clone()));
+        let name = |c: usize| class_names.get(c).map(String::as_str).unwrap_or("?").to_string();
         if let Some(c) = gallery.get() {
-            let idx: Vec<usize> = eval.mistakes.iter().take(24).map(|m| m.index).collect();
+            // The engine sent the first mistakes' images, in order, with the evaluation.
+            let shown: Vec<Vec<u8>> = images.chunks_exact(crate::data::IMAGE_BYTES).map(<[u8]>::to_vec).collect();
             let captions: Vec<String> = eval
                 .mistakes
                 .iter()
-                .take(24)
-                .map(|m| {
-                    format!(
-                        "{}\n→ {} {:.0}%",
-                        data.class_names[m.label],
-                        data.class_names[m.predicted],
-                        m.confidence * 100.0
-                    )
-                })
+                .take(shown.len())
+                .map(|m| format!("{}\n→ {} {:.0}%", name(m.label), name(m.predicted), m.confidence * 100.0))
                 .collect();
             // Scale 3: the captions ("→ automobile 97%") need ~100 px a cell.
-            charts::draw_grid(&c, &charts::images_of(&data.test, &idx), &captions, 8, 3);
+            charts::draw_grid(&c, &shown, &captions, 8, 3);
         }
         if let Some(c) = matrix.get() {
-            charts::draw_confusion(&c, &eval, &data.class_names);
+            charts::draw_confusion(&c, &eval, &class_names);
         }
     });
     view! {
@@ -657,5 +659,14 @@ pub fn Weights(ui: Ui) -> impl IntoView {
             </div>
             <Message testid="weights-message" signal=ui.weights_message />
         </section>
+    }
+}
+
+/// A GPU button's note while WebGPU starts or the self-test runs: a click then waits for the
+/// self-test and runs as soon as it passes.
+fn waits_for_selftest(ui: Ui) -> &'static str {
+    match (ui.gpu.get(), ui.selftest.get()) {
+        (None, _) | (Some(Ok(_)), None) => " (after the GPU self-test)",
+        _ => "",
     }
 }

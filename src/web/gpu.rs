@@ -51,7 +51,7 @@ thread_local! {
 /// empty on the web): description, else vendor and architecture.
 async fn browser_adapter_name() -> Option<String> {
     use wasm_bindgen_futures::JsFuture;
-    let navigator = web_sys::window()?.navigator();
+    let navigator = super::global("navigator")?;
     let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).ok()?;
     let request = js_sys::Reflect::get(&gpu, &"requestAdapter".into()).ok()?;
     let request: js_sys::Function = wasm_bindgen::JsCast::dyn_into(request).ok()?;
@@ -68,9 +68,9 @@ async fn browser_adapter_name() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-fn has_navigator_gpu() -> bool {
-    web_sys::window()
-        .map(|w| w.navigator())
+/// Whether this global (the page or a worker) has `navigator.gpu`.
+pub fn has_navigator_gpu() -> bool {
+    super::global("navigator")
         .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
         .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }

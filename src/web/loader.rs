@@ -18,7 +18,7 @@ pub fn official_files() -> Vec<String> {
 }
 
 /// Progress of one download or file read.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub name: String,
     pub loaded: u64,
@@ -43,14 +43,17 @@ fn js_err(v: JsValue) -> DataError {
     DataError::Other(v.as_string().unwrap_or_else(|| format!("{v:?}")))
 }
 
-fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
-}
+use super::now_ms;
 
 const CACHE_NAME: &str = "cifar10-webgpu-shards-v1";
 
+/// Cache Storage, in a window or a worker alike.
+fn caches() -> Option<web_sys::CacheStorage> {
+    super::global("caches")?.dyn_into().ok()
+}
+
 async fn cache() -> Option<web_sys::Cache> {
-    let caches = web_sys::window()?.caches().ok()?;
+    let caches = caches()?;
     JsFuture::from(caches.open(CACHE_NAME)).await.ok()?.dyn_into().ok()
 }
 
@@ -62,8 +65,11 @@ async fn cache_put(name: &str, bytes: &[u8]) {
     let _ = JsFuture::from(cache.put_with_str(&cache_key(name), &resp)).await;
 }
 
+/// An absolute key: a worker started from a `blob:` URL cannot resolve a relative one, and the
+/// page and the worker must find the same entries.
 fn cache_key(name: &str) -> String {
-    format!("/cifar10-webgpu-cache/{name}")
+    let origin = super::global("origin").and_then(|o| o.as_string()).unwrap_or_default();
+    format!("{origin}/cifar10-webgpu-cache/{name}")
 }
 
 async fn cache_get(name: &str) -> Option<Vec<u8>> {
@@ -76,7 +82,7 @@ async fn cache_get(name: &str) -> Option<Vec<u8>> {
 
 /// Removes every cached shard.
 pub async fn clear_cache() -> bool {
-    let Some(caches) = web_sys::window().and_then(|w| w.caches().ok()) else { return false };
+    let Some(caches) = caches() else { return false };
     JsFuture::from(caches.delete(CACHE_NAME)).await.ok().and_then(|v| v.as_bool()).unwrap_or(false)
 }
 
@@ -109,8 +115,12 @@ async fn fetch_streamed(
     base: &mut Progress,
     on_progress: &mut impl FnMut(&Progress),
 ) -> Result<Vec<u8>, DataError> {
-    let window = web_sys::window().ok_or_else(|| DataError::Other("no window".into()))?;
-    let resp: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+    let fetch: js_sys::Function = super::global("fetch")
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or_else(|| DataError::Other("this browser has no fetch".into()))?;
+    let promise: js_sys::Promise =
+        fetch.call1(&js_sys::global(), &url.into()).map_err(js_err)?.dyn_into().map_err(js_err)?;
+    let resp: web_sys::Response = JsFuture::from(promise)
         .await
         .map_err(|e| DataError::Other(format!("{url}: network error ({})", js_err(e))))?
         .dyn_into()

@@ -3,16 +3,39 @@
 pub mod actions;
 pub mod app;
 pub mod charts;
+pub mod engine;
 pub mod gpu;
+pub mod link;
 pub mod loader;
 pub mod probe;
+pub mod protocol;
 pub mod state;
+pub mod worker;
 
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// A property of the global object: the same code runs in the page and in the engine's worker,
+/// where there is no `window`.
+pub fn global(name: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(&js_sys::global(), &name.into()).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// `performance.now()` in a window or a worker.
+pub fn now_ms() -> f64 {
+    global("performance")
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
+}
 
 /// Runs the static constructors once, installs the panic hook and mounts the app on `<body>`.
+/// In the engine's worker (the same wasm, started by `worker::cifar10_worker_main`) there is
+/// no page to mount.
 pub fn start() {
     crate::ctors::run_once();
+    if web_sys::window().is_none() {
+        return;
+    }
     install_panic_hook();
     leptos::mount::mount_to_body(app::App);
 }

@@ -1,24 +1,19 @@
-//! The page's state: reactive signals for what is shown, and the engine objects (data, model)
-//! that stay outside the reactive system.
+//! The page's state: reactive signals for what is shown, and what it keeps to draw the
+//! engine's data (the engine's own objects live in `engine.rs`, usually in a worker).
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::cell::RefCell;
 
 use leptos::prelude::*;
 
-use super::gpu::GpuInfo;
 use super::loader::Progress;
 use crate::augment::Normalization;
 use crate::bench::StepBench;
-use crate::data::Cifar10;
-use crate::metrics::{BatchStats, EpochStats, Evaluation, RunLog};
-use crate::model::ResNet9;
+use crate::data::Split;
+use crate::metrics::{BatchStats, EpochStats, Evaluation};
 use crate::schedule::OneCycle;
-use crate::train::Control;
-use crate::saved::SavedRun;
 
 /// Where the training run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     Idle,
     FindingLr,
@@ -30,42 +25,37 @@ pub enum Phase {
     Failed,
 }
 
-/// Engine objects, kept out of signals (large, not reactive).
+/// What the page keeps of the engine's data to draw it: class names, the normalisation, the
+/// preview's train images and the gallery's mistakes (the data set itself stays with the
+/// engine).
 #[derive(Default)]
-pub struct Engine {
-    pub gpu: Option<GpuInfo>,
-    /// The GPU self-test's outcome (`None` while it runs; `Err` when the device did not answer).
-    pub selftest: Option<Result<crate::selftest::Report, String>>,
-    pub data: Option<Rc<Cifar10>>,
+pub struct Shown {
+    pub class_names: Vec<String>,
     pub norm: Option<Normalization>,
-    /// The latest consistent model on the GPU (epoch end, pause, stop or import).
-    pub model: Option<ResNet9>,
-    /// The run at its last completed epoch (weights, momentum, position), on the CPU: it
-    /// survives a lost device, stays exportable and continues on a new one.
-    pub saved: Option<SavedRun>,
-    pub log: RunLog,
-    /// Convolution choices made this session, by `conv_choice_key` (also in localStorage,
-    /// which a browser may refuse): the algorithm and the line that explains it.
-    pub conv_choices: std::collections::HashMap<String, (crate::model::ConvAlgorithm, String)>,
+    /// The preview's first train images.
+    pub sample: Split,
+    /// The images of the evaluation's first mistakes, in order.
+    pub mistakes: Vec<u8>,
+    /// The adapter's name, for the remembered convolution choices.
+    pub adapter: String,
+    /// Convolution choices made this session, by key (also in localStorage, which a browser
+    /// may refuse): the algorithm's name and the line that explains it.
+    pub conv_choices: std::collections::HashMap<String, (String, String)>,
+    /// The page's own counters at the benchmark's two readings (engine in a worker).
+    pub probe_marks: Vec<Vec<crate::train::Probe>>,
 }
 
 thread_local! {
-    static ENGINE: RefCell<Engine> = RefCell::new(Engine::default());
-    static CONTROL: Rc<Cell<Control>> = Rc::new(Cell::new(Control::Run));
+    static SHOWN: RefCell<Shown> = RefCell::new(Shown::default());
 }
 
-/// Runs `f` with the engine (never hold this across an `.await`).
-pub fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
-    ENGINE.with(|e| f(&mut e.borrow_mut()))
-}
-
-/// The pause/stop switch shared with the training task.
-pub fn control() -> Rc<Cell<Control>> {
-    CONTROL.with(|c| c.clone())
+/// Runs `f` with what the page keeps to draw (never across an `.await`).
+pub fn with_shown<R>(f: impl FnOnce(&mut Shown) -> R) -> R {
+    SHOWN.with(|s| f(&mut s.borrow_mut()))
 }
 
 /// The card a message belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Place {
     Data,
     LrFinder,
@@ -79,8 +69,14 @@ pub struct Ui {
     pub gpu: RwSignal<Option<Result<String, String>>>,
     /// The self-test line: passed, and what it says.
     pub selftest: RwSignal<Option<(bool, String)>>,
-    /// Test-only: the self-test check whose GPU result is corrupted (`?selftest_fault=`).
-    pub selftest_fault: RwSignal<Option<String>>,
+    /// The link's settings the engine acts on (sent with `Command::Start`).
+    pub options: RwSignal<super::protocol::StartOptions>,
+    /// `?worker=0`: the engine on the page's thread.
+    pub worker: RwSignal<bool>,
+    /// Where the engine runs, and why (`data-testid="engine-thread"`).
+    pub engine_thread: RwSignal<String>,
+    /// Pause was clicked and the engine has not yet paused (it finishes the step it is in).
+    pub pausing: RwSignal<bool>,
     pub data_status: RwSignal<Option<String>>,
     pub data_error: RwSignal<Option<String>>,
     pub progress: RwSignal<Option<Progress>>,
@@ -120,10 +116,6 @@ pub struct Ui {
     pub conv_choice: RwSignal<String>,
     /// Why the GPU device was lost, while it is (offers "Continue on a new device").
     pub device_lost: RwSignal<Option<String>>,
-    /// Test-only (`?test_lose_device=N`): destroy the device during epoch N of the next run.
-    pub lose_device_in_epoch: RwSignal<Option<usize>>,
-    /// Test-only (`?test_gpu_error=N`): provoke an uncaptured GPU error during epoch N.
-    pub gpu_error_in_epoch: RwSignal<Option<usize>>,
 }
 
 impl Ui {
@@ -131,7 +123,10 @@ impl Ui {
         Self {
             gpu: RwSignal::new(None),
             selftest: RwSignal::new(None),
-            selftest_fault: RwSignal::new(None),
+            options: RwSignal::new(Default::default()),
+            worker: RwSignal::new(true),
+            engine_thread: RwSignal::new("Engine: starting…".into()),
+            pausing: RwSignal::new(false),
             data_status: RwSignal::new(None),
             data_error: RwSignal::new(None),
             progress: RwSignal::new(None),
@@ -162,8 +157,6 @@ impl Ui {
             conv_auto: RwSignal::new(true),
             conv_choice: RwSignal::new("Convolutions: the fastest on this GPU, timed when you train or benchmark".into()),
             device_lost: RwSignal::new(None),
-            lose_device_in_epoch: RwSignal::new(None),
-            gpu_error_in_epoch: RwSignal::new(None),
         }
     }
 
@@ -187,6 +180,19 @@ impl Ui {
             Place::Weights => self.weights_message,
         };
         signal.set(Some((error, text.into())));
+    }
+}
+
+impl Ui {
+    /// Clears the message line of the card of `place`.
+    pub fn clear(&self, place: Place) {
+        match place {
+            Place::Data => self.data_message,
+            Place::LrFinder => self.lr_message,
+            Place::Train => self.message,
+            Place::Weights => self.weights_message,
+        }
+        .set(None);
     }
 }
 

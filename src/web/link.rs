@@ -1,0 +1,201 @@
+//! The page's end of the link to the engine: a dedicated worker running the same wasm (the
+//! default), or the engine on the page's own thread (`?worker=0`, or a browser without WebGPU
+//! in workers). Commands go one way and updates come back, the same messages either way.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use leptos::prelude::{GetUntracked, Set};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::engine;
+use super::protocol::{Command, Update};
+use super::state::Ui;
+
+enum Link {
+    Local,
+    Worker(web_sys::Worker),
+}
+
+thread_local! {
+    static LINK: RefCell<Option<Link>> = const { RefCell::new(None) };
+}
+
+/// The worker's first script: it takes the address of the page's wasm-bindgen glue and the
+/// compiled module (sent by the page, so nothing is fetched or compiled twice), starts the
+/// same wasm, and hands over to `cifar10_worker_main` with the commands that arrived meanwhile.
+const BOOT: &str = r#"
+const early = [];
+let booted = false;
+self.onmessage = (e) => {
+  if (booted) { early.push(e.data); return; }
+  booted = true;
+  import(e.data.glue)
+    .then(async (glue) => {
+      await glue.default({ module_or_path: e.data.module });
+      glue.cifar10_worker_main(early);
+    })
+    .catch((err) => self.postMessage({ bootError: String((err && err.stack) || err) }));
+};
+"#;
+
+/// Whether the engine runs in a worker.
+pub fn in_worker() -> bool {
+    LINK.with(|l| matches!(*l.borrow(), Some(Link::Worker(_))))
+}
+
+/// Starts the engine where the page's settings say, and sends it `Command::Start`.
+pub fn start(ui: Ui) {
+    if ui.worker.get_untracked() {
+        match spawn_worker(ui) {
+            Ok(worker) => {
+                LINK.with(|l| *l.borrow_mut() = Some(Link::Worker(worker)));
+                ui.engine_thread.set("Engine: in a dedicated worker (the page stays responsive while a step runs)".into());
+                return send(start_command(ui), Vec::new());
+            }
+            Err(e) => return fall_back(ui, &format!("the worker could not start: {e}")),
+        }
+    }
+    ui.engine_thread.set("Engine: on the page's thread (?worker=0)".into());
+    local(ui);
+}
+
+fn start_command(ui: Ui) -> Command {
+    Command::Start(ui.options.get_untracked())
+}
+
+/// The engine on the page's thread: updates go straight to the signals.
+fn local(ui: Ui) {
+    engine::set_sink(Rc::new(move |update, attachments| super::actions::apply(ui, update, attachments)));
+    LINK.with(|l| *l.borrow_mut() = Some(Link::Local));
+    send(start_command(ui), Vec::new());
+}
+
+/// Moves the engine onto the page's thread, saying why.
+pub fn fall_back(ui: Ui, why: &str) {
+    log::warn!("engine on the page's thread: {why}");
+    if let Some(Link::Worker(w)) = LINK.with(|l| l.borrow_mut().take()) {
+        w.terminate();
+    }
+    ui.engine_thread.set(format!("Engine: on the page's thread ({why}); the page may not answer while a step runs"));
+    local(ui);
+}
+
+/// Sends a command to the engine with its attachments (files are cloned handles).
+pub fn send(command: Command, attachments: Vec<JsValue>) {
+    let worker = LINK.with(|l| match &*l.borrow() {
+        Some(Link::Worker(w)) => Some(Some(w.clone())),
+        Some(Link::Local) => Some(None),
+        None => None,
+    });
+    match worker {
+        Some(Some(worker)) => {
+            if let Err(e) = worker.post_message(&encode(&command, &attachments)) {
+                log::error!("could not send {command:?} to the engine: {e:?}");
+            }
+        }
+        Some(None) => engine::handle(command, attachments),
+        None => log::warn!("no engine yet for {command:?}"),
+    }
+}
+
+/// `{ json, attachments }`: the message as it crosses between threads.
+pub fn encode<T: serde::Serialize>(body: &T, attachments: &[JsValue]) -> JsValue {
+    let message = js_sys::Object::new();
+    let json = serde_json::to_string(body).unwrap_or_default();
+    let _ = js_sys::Reflect::set(&message, &"json".into(), &json.into());
+    let list: js_sys::Array = attachments.iter().collect();
+    let _ = js_sys::Reflect::set(&message, &"attachments".into(), &list);
+    message.into()
+}
+
+/// The body and attachments of a message made by [`encode`].
+pub fn decode<T: serde::de::DeserializeOwned>(message: &JsValue) -> Result<(T, Vec<JsValue>), String> {
+    let json = js_sys::Reflect::get(message, &"json".into())
+        .ok()
+        .and_then(|j| j.as_string())
+        .ok_or("a message without a body")?;
+    let body = serde_json::from_str(&json).map_err(|e| format!("a message that does not parse ({e}): {json:.200}"))?;
+    let attachments = js_sys::Reflect::get(message, &"attachments".into())
+        .ok()
+        .and_then(|a| a.dyn_into::<js_sys::Array>().ok())
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    Ok((body, attachments))
+}
+
+/// The address of the page's wasm-bindgen glue, whatever built the page (trunk, the test
+/// runner): the glue defines the JS side of every import, so an `Error` made through one
+/// carries the glue's URL in its first stack frame.
+fn glue_url() -> Option<String> {
+    let stack = js_sys::Reflect::get(&js_sys::Error::new("where is the glue"), &"stack".into()).ok()?.as_string()?;
+    stack.lines().skip_while(|l| !l.contains("://")).find_map(frame_url)
+}
+
+/// The script URL of one stack frame (`at f (URL:line:col)` or `f@URL:line:col`).
+fn frame_url(line: &str) -> Option<String> {
+    let scheme = line.find("://")?;
+    let start = line[..scheme].rfind(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '+').map_or(0, |i| i + 1);
+    let rest = line[start..].trim_end().trim_end_matches(')');
+    // Strip `:line:col`.
+    let (rest, col) = rest.rsplit_once(':')?;
+    let (url, row) = rest.rsplit_once(':')?;
+    (col.chars().all(|c| c.is_ascii_digit()) && row.chars().all(|c| c.is_ascii_digit())).then(|| url.to_string())
+}
+
+/// A module worker from a `blob:` script (no extra file to build or serve), started with the
+/// page's own glue and compiled module.
+fn spawn_worker(ui: Ui) -> Result<web_sys::Worker, String> {
+    let glue = glue_url().ok_or("the page's wasm glue was not found")?;
+    let parts = js_sys::Array::of1(&BOOT.into());
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("text/javascript");
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options).map_err(|e| format!("{e:?}"))?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
+    let worker_options = web_sys::WorkerOptions::new();
+    worker_options.set_type(web_sys::WorkerType::Module);
+    let worker = web_sys::Worker::new_with_options(&url, &worker_options).map_err(|e| format!("{e:?}"))?;
+
+    let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+        let data = event.data();
+        if let Some(error) = js_sys::Reflect::get(&data, &"bootError".into()).ok().and_then(|e| e.as_string()) {
+            return fall_back(ui, &format!("the worker could not start: {error}"));
+        }
+        match decode::<Update>(&data) {
+            Ok((update, attachments)) => {
+                engine_answered();
+                super::actions::apply(ui, update, attachments)
+            }
+            Err(e) => log::error!("engine update dropped: {e}"),
+        }
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        let message = js_sys::Reflect::get(&event, &"message".into()).ok().and_then(|m| m.as_string());
+        // Only a worker that never came up is replaced; a later error is the engine's panic,
+        // which the panic banner shows.
+        if in_worker() && !ENGINE_UP.with(|u| u.get()) {
+            fall_back(ui, &format!("the worker failed: {}", message.unwrap_or_else(|| "no reason given".into())));
+        }
+    });
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+
+    let boot = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&boot, &"glue".into(), &glue.into());
+    let _ = js_sys::Reflect::set(&boot, &"module".into(), &wasm_bindgen::module());
+    worker.post_message(&boot).map_err(|e| format!("{e:?}"))?;
+    Ok(worker)
+}
+
+thread_local! {
+    /// Whether the worker's engine has answered once.
+    static ENGINE_UP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Notes that the worker's engine answered (called for every update from it).
+fn engine_answered() {
+    ENGINE_UP.with(|u| u.set(true));
+}

@@ -1,0 +1,116 @@
+//! The messages between the page (Leptos UI, canvases) and the engine (data, GPU, training),
+//! which runs in a dedicated worker by default and on the page's thread with `?worker=0`.
+//!
+//! Both travel as JSON beside a list of attachments: `File`s the user picked (cloned handles)
+//! and byte arrays (downloads, gallery images, sample images), whose buffers are transferred,
+//! not copied, when they cross to another thread.
+
+use serde::{Deserialize, Serialize};
+
+use super::loader::Progress;
+use super::state::{Phase, Place};
+use crate::augment::Normalization;
+use crate::bench::StepBench;
+use crate::metrics::{BatchStats, EpochStats, Evaluation};
+use crate::schedule::OneCycle;
+
+/// What the page asks of the engine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    /// The first command: set up WebGPU, run the self-test, look in the browser cache.
+    Start(StartOptions),
+    LoadUrl { url: String, files: Vec<String> },
+    /// Attachments: the picked or dropped `File`s.
+    LoadFiles,
+    ClearCache,
+    Train(Job),
+    Benchmark { job: Job, steps: usize },
+    FindLr { job: Job, steps: usize },
+    Pause,
+    Resume,
+    Stop,
+    ContinueOnNewDevice,
+    ExportWeights { safetensors: bool },
+    ExportMetrics { csv: bool },
+    /// Attachment: the picked weights `File`.
+    ImportWeights,
+    /// An image the page decoded to 32x32 planar RGB.
+    Predict { planar: Vec<u8> },
+}
+
+/// Settings of the page's link that the engine acts on.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StartOptions {
+    /// `?conv=NAME`: the algorithm the link sets; `None` times them (auto).
+    pub conv: Option<String>,
+    /// Test-only (`?selftest_fault=`): the self-test check whose GPU result is corrupted.
+    pub selftest_fault: Option<String>,
+    /// Test-only (`?test_lose_device=N`): destroy the device during epoch N of the next run.
+    pub lose_device_in_epoch: Option<usize>,
+    /// Test-only (`?test_gpu_error=N`): an uncaptured GPU error during epoch N.
+    pub gpu_error_in_epoch: Option<usize>,
+    /// `?count_gpu_calls=1`: count WebGPU calls where the GPU is used.
+    pub count_gpu_calls: bool,
+}
+
+/// A GPU action's settings: the form as typed, and a convolution choice the page remembers
+/// (localStorage lives on the page's thread) for this adapter, width and batch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub form: Vec<(String, String)>,
+    /// (algorithm name, the line that explains it).
+    pub remembered_conv: Option<(String, String)>,
+}
+
+/// The adapter, as the page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuView {
+    pub name: String,
+    pub summary: String,
+}
+
+/// What the engine tells the page; each mostly sets one read-out.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Update {
+    /// The worker runs, but this browser has no WebGPU in workers: the page takes the engine
+    /// onto its own thread.
+    NoWebGpuInWorker,
+    Gpu(Result<GpuView, String>),
+    SelfTest(Option<(bool, String)>),
+    ConvChoice(String),
+    /// A timed choice, for the page to remember per adapter, width and batch.
+    ConvChosen { adapter: String, width: f64, batch: usize, algorithm: String, summary: String },
+    Phase(Phase),
+    Message { place: Place, message: Option<(bool, String)> },
+    DataError(Option<String>),
+    DataProgress(Option<Progress>),
+    /// Attachment: the first train images (`IMAGE_BYTES` each) for the preview.
+    DataLoaded { status: String, class_names: Vec<String>, norm: Normalization, sample_labels: Vec<u8> },
+    /// A new run: the read-outs of the previous one are cleared.
+    RunStarted { total_epochs: usize, lookahead: bool },
+    Schedule { schedule: OneCycle, steps_per_epoch: usize },
+    Batch(BatchStats),
+    Epoch(EpochStats),
+    /// The run as kept (after a failed device, or continued on a new one).
+    RunLog { epochs: Vec<EpochStats>, batches: Option<Vec<BatchStats>> },
+    /// Attachment: the images of the first mistakes shown in the gallery.
+    Evaluated(Evaluation),
+    LrReset,
+    LrPoint { lr: f64, loss: f32 },
+    LrSuggestion(Option<f64>),
+    Exportable(bool),
+    Predicted(Result<String, String>),
+    Bench(Option<Result<StepBench, String>>),
+    DeviceLost(Option<String>),
+    /// The benchmark read the engine's counters (`Host::probe`): the page reads its own.
+    ProbeMark,
+    /// Attachment: the bytes to offer as a download.
+    Download { name: String, mime: String },
+    /// The engine panicked (in the worker): the page shows it.
+    Panic(String),
+}
+
+/// How many mistakes the gallery shows (their images travel with the evaluation).
+pub const GALLERY: usize = 24;
+/// How many train images the data preview shows.
+pub const PREVIEW: usize = 12;
