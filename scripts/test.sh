@@ -38,11 +38,14 @@ trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
 CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900} \
   CARGO_TARGET_DIR="$wasm_target" cargo test --target wasm32-unknown-unknown --test web -- --nocapture
 
-step "3/4 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server, chromedriver)"
+step "3/4 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server, chromedriver; engine in its worker, then on the page's thread)"
 dist="$root/target/e2e-dist"
 CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/
 E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1 --nocapture --skip serve_command
 echo "screenshot of the dashboard: target/dashboard.png"
+# The same tests with the engine on the page's thread (?worker=0), the path of browsers
+# without WebGPU in workers.
+E2E_WORKER=0 E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1 --nocapture --skip serve_command
 
 step "4/4 the README's run command, scripts/serve.sh, from a fresh git clone"
 # A clone holds only tracked files: a step that works here only thanks to an untracked folder

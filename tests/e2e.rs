@@ -195,7 +195,27 @@ async fn gpu_checked(c: &Client) -> String {
     let status = wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
     let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
     assert!(selftest.contains("passed"), "{selftest}");
+    engine_thread_is_as_asked(c).await;
     status
+}
+
+/// The engine runs where the run asked (`E2E_WORKER`), not silently elsewhere.
+async fn engine_thread_is_as_asked(c: &Client) {
+    let thread = text(c, "engine-thread").await;
+    let expected = if on_page_thread() { "on the page's thread (?worker=0)" } else { "in a dedicated worker" };
+    assert!(thread.contains(expected), "{thread}");
+}
+
+/// `E2E_WORKER=0` runs every test with the engine on the page's thread (`?worker=0`), the
+/// path of browsers without WebGPU in workers; by default it runs in its worker.
+fn on_page_thread() -> bool {
+    std::env::var("E2E_WORKER").is_ok_and(|v| v == "0")
+}
+
+/// Opens a page of the site, on the engine thread `E2E_WORKER` asks for.
+async fn goto(c: &Client, url: &str) -> Result<(), fantoccini::error::CmdError> {
+    let url = if on_page_thread() { format!("{url}{}worker=0", if url.contains('?') { "&" } else { "?" }) } else { url.into() };
+    c.goto(&url).await
 }
 
 async fn click(c: &Client, testid: &str) {
@@ -239,7 +259,7 @@ async fn wait_download(dir: &Path, name: &str) -> Vec<u8> {
 async fn page_shows_the_webgpu_adapter_without_console_errors() {
     let site = open("status").await;
     let c = &site.client;
-    c.goto(&format!("{}{SUB_PATH}", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}", site.base)).await.unwrap();
     let status = wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready") || t.contains("failed") || t.contains("not available")).await;
     assert!(status.contains("WebGPU ready"), "{status}");
     assert!(status.contains("maxBufferSize") && status.contains("maxStorageBufferBindingSize"));
@@ -249,6 +269,7 @@ async fn page_shows_the_webgpu_adapter_without_console_errors() {
     // The GPU self-test ran every check on this adapter and passed.
     let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
     assert!(selftest.starts_with(&format!("GPU self-test passed on {name}")), "{selftest}");
+    engine_thread_is_as_asked(c).await;
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     c.clone().close().await.unwrap();
@@ -261,12 +282,12 @@ async fn page_shows_the_webgpu_adapter_without_console_errors() {
 async fn a_failing_gpu_selftest_is_shown_and_acted_on() {
     let site = open("selftest").await;
     let c = &site.client;
-    c.goto(&format!("{}{SUB_PATH}?selftest_fault=conv%20burn%20forward", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}?selftest_fault=conv%20burn%20forward", site.base)).await.unwrap();
     let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
     assert!(selftest.contains("FAILED") && selftest.contains("conv burn forward"), "{selftest}");
     assert!(selftest.contains("burn convolutions will not be used; training uses im2col"), "{selftest}");
 
-    c.goto(&format!("{}{SUB_PATH}?selftest_fault=max-pool%20input%20gradient&width=0.0625&batch=8&bench_steps=1", site.base))
+    goto(c, &format!("{}{SUB_PATH}?selftest_fault=max-pool%20input%20gradient&width=0.0625&batch=8&bench_steps=1", site.base))
         .await
         .unwrap();
     let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
@@ -288,7 +309,7 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     let query = std::env::var("E2E_BENCH_QUERY").unwrap_or_else(|_| "width=0.125&batch=32&bench_steps=5".into());
     // Counts the page's WebGPU calls and long tasks during the timed steps (issue 21).
     // `conv=burn`: this test measures burn's convolutions, not the automatic choice.
-    c.goto(&format!("{}{SUB_PATH}?{query}&count_gpu_calls=1&conv=burn", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}?{query}&count_gpu_calls=1&conv=burn", site.base)).await.unwrap();
     let status = gpu_checked(c).await;
     // The query set the number of timed steps.
     let steps = query.split('&').find_map(|kv| kv.strip_prefix("bench_steps=")).unwrap_or("20");
@@ -305,12 +326,39 @@ async fn benchmark_times_training_steps_on_the_adapter() {
     // Idle again: the other GPU actions are available.
     assert_eq!(text(c, "train-phase").await, "Idle");
     // `?conv=im2col` switches the page's convolutions to matmuls: same benchmark, other kernels.
-    c.goto(&format!("{}{SUB_PATH}?{query}&conv=im2col&bench_steps=2", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}?{query}&conv=im2col&bench_steps=2", site.base)).await.unwrap();
     gpu_checked(c).await;
     click(c, "bench-run").await;
     let im2col = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
     println!("BENCH page step benchmark ({query}&conv=im2col&bench_steps=2): {im2col}");
     assert!(im2col.contains("ms/step") && im2col.contains("conv im2col"), "{im2col}");
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
+/// A GPU button clicked while the self-test still runs says that it waits for it, and the
+/// click runs as soon as the self-test passes (issue 23: it used to be refused).
+#[tokio::test(flavor = "current_thread")]
+async fn a_click_during_the_selftest_runs_once_it_passes() {
+    let site = open("early-click").await;
+    let c = &site.client;
+    // The self-test starts 8 s late (test-only), so the click surely comes while it runs.
+    goto(c, &format!("{}{SUB_PATH}?width=0.0625&batch=8&bench_steps=1&conv=burn&test_selftest_delay=8000", site.base))
+        .await
+        .unwrap();
+    let status = wait_text(c, "webgpu-status", 120, |t| t.contains("WebGPU ready")).await;
+    let button = text(c, "bench-run").await;
+    assert_eq!(button, "Benchmark 1 steps (after the GPU self-test)", "{status}");
+    assert_eq!(text(c, "gpu-selftest").await, "Checking the GPU's results…");
+    click(c, "bench-run").await;
+    let waiting = wait_text(c, "train-message", 30, |t| !t.is_empty()).await;
+    assert_eq!(waiting, "The benchmark starts as soon as the GPU self-test passes…");
+    assert_eq!(text(c, "gpu-selftest").await, "Checking the GPU's results…");
+    let result = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
+    assert!(result.contains("ms/step") && result.contains("conv burn"), "{result}");
+    assert!(text(c, "gpu-selftest").await.contains("passed"));
+    assert_eq!(text(c, "bench-run").await, "Benchmark 1 steps");
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     c.clone().close().await.unwrap();
@@ -323,7 +371,7 @@ async fn benchmark_times_training_steps_on_the_adapter() {
 async fn without_conv_the_page_times_each_algorithm_and_remembers_the_fastest() {
     let site = open("conv-auto").await;
     let c = &site.client;
-    c.goto(&format!("{}{SUB_PATH}?width=0.0625&batch=8&bench_steps=1", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}?width=0.0625&batch=8&bench_steps=1", site.base)).await.unwrap();
     gpu_checked(c).await;
     click(c, "bench-run").await;
     let result = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;
@@ -364,7 +412,7 @@ async fn without_conv_the_page_times_each_algorithm_and_remembers_the_fastest() 
     assert!(again.starts_with(&format!("Convolutions: {chosen} (remembered for this GPU at width 0.0625, batch 8")), "{again}");
     assert!(result.contains(&format!("conv {chosen} ·")), "{result}");
     // The link overrides the choice and says so.
-    c.goto(&format!("{}{SUB_PATH}?width=0.0625&batch=8&bench_steps=1&conv=im2col", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}?width=0.0625&batch=8&bench_steps=1&conv=im2col", site.base)).await.unwrap();
     gpu_checked(c).await;
     assert_eq!(text(c, "conv-choice").await, "Convolutions: im2col (set by the link)");
     let errors = console_errors(c).await;
@@ -400,7 +448,7 @@ const CPU_SHARE_BOUND: f64 = 0.25;
 async fn picking_the_tarball_loads_the_data_and_draws_the_preview() {
     let site = open("tarball").await;
     let c = &site.client;
-    c.goto(&format!("{}{SUB_PATH}", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}", site.base)).await.unwrap();
     gpu_checked(c).await;
     let input = c.find(Locator::Css("[data-testid='data-file']")).await.unwrap();
     let t = Instant::now();
@@ -427,7 +475,7 @@ async fn dashboard_finds_lr_trains_an_epoch_and_exports() {
     // Trained with our implicit-GEMM convolution kernels (issue 22), the LR finder included.
     let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
         &epochs=1&batch=32&width=0.0625&train_subset=128&test_subset=64&lr_steps=10&conv=gemm";
-    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
     gpu_checked(c).await;
     // The query prefilled the form.
     let batch = c.find(Locator::Css("[data-testid='hp-batch']")).await.unwrap();
@@ -524,7 +572,7 @@ async fn fast_recipe_from_a_link_trains_in_the_page() {
     let c = &site.client;
     let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
         &recipe=fast&epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32&conv=burn";
-    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
     gpu_checked(c).await;
     let prop = |testid: &'static str, name: &'static str| async move {
         let el = c.find(Locator::Css(&format!("[data-testid='{testid}']"))).await.unwrap();
@@ -568,7 +616,7 @@ async fn fast_recipe_from_a_link_trains_in_the_page() {
 /// Loads the sample data at `query`, trains, and waits for the run to fail in epoch 2 with
 /// `banner` in the failure line; returns the train message.
 async fn train_until_the_gpu_fails(c: &Client, base: &str, query: &str, banner: &str) -> String {
-    c.goto(&format!("{base}{SUB_PATH}?data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt&{query}"))
+    goto(c, &format!("{base}{SUB_PATH}?data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt&{query}"))
         .await
         .unwrap();
     gpu_checked(c).await;
@@ -664,7 +712,7 @@ async fn misuse_during_training_leaves_the_run_intact() {
     let c = &site.client;
     let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
         &epochs=2&batch=16&width=0.0625&train_subset=64&test_subset=32&conv=burn";
-    c.goto(&format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    goto(c, &format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
     gpu_checked(c).await;
     click(c, "data-load-url").await;
     wait_text(c, "data-status", 120, |t| t.contains("2000 train")).await;
@@ -709,6 +757,86 @@ async fn misuse_during_training_leaves_the_run_intact() {
     let rows = c.find_all(Locator::Css("[data-testid='metrics-table'] tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 2);
     wait_text(c, "data-status", 120, |t| t.contains("2000 train")).await;
+    assert!(text(c, "panic").await.is_empty());
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.clone().close().await.unwrap();
+}
+
+/// The page answers while the engine is mid-step (issue 23): during the first epoch of a run
+/// at width 0.25 (a step takes seconds on SwiftShader), Pause shows "Paused" at once, while
+/// the engine finishes its step, then the engine confirms; Resume and Stop work. Prints the
+/// longest main-thread task and the main thread's long-task share during training (with
+/// `E2E_WORKER=0`, the engine on the page's thread, for comparison; the bound is the worker's).
+#[tokio::test(flavor = "current_thread")]
+async fn pause_answers_at_once_while_the_engine_is_mid_step() {
+    let site = open("pause").await;
+    let c = &site.client;
+    let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
+        &epochs=2&batch=32&width=0.25&train_subset=256&test_subset=64&conv=burn&count_gpu_calls=1";
+    goto(c, &format!("{}{SUB_PATH}?{query}", site.base)).await.unwrap();
+    gpu_checked(c).await;
+    click(c, "data-load-url").await;
+    wait_text(c, "data-status", 120, |t| t.contains("2000 train")).await;
+    // The page's long tasks from here on (the observer runs with `count_gpu_calls=1`).
+    let probe = "const p = globalThis.__cifarProbe; return [p.longest, p.longTotal, performance.now()];";
+    c.execute("globalThis.__cifarProbe.longest = 0; return 0;", vec![]).await.unwrap();
+    let start = c.execute(probe, vec![]).await.unwrap();
+    click(c, "train-start").await;
+    // In the first epoch, the engine in one of its first steps (each takes seconds here).
+    wait_text(c, "train-phase", 600, |t| t == "Running").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The page's own latency, from the click's handler to the phase line's change.
+    c.execute(
+        "const b = document.querySelector(\"[data-testid='train-pause']\"); \
+         const ph = document.querySelector(\"[data-testid='train-phase']\"); const t = globalThis.__pause = {}; \
+         b.addEventListener('click', () => { t.click = performance.now(); }, { capture: true, once: true }); \
+         new MutationObserver(() => { if (!t.shown && ph.textContent.startsWith('Paused')) t.shown = performance.now(); }) \
+           .observe(ph, { subtree: true, childList: true, characterData: true }); return 0;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let clicked = Instant::now();
+    click(c, "train-pause").await;
+    let shown = loop {
+        let phase = text(c, "train-phase").await;
+        if phase.starts_with("Paused") || clicked.elapsed() > Duration::from_secs(120) {
+            break phase;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let answered = clicked.elapsed();
+    let confirmed = wait_text(c, "train-phase", 300, |t| t == "Paused").await;
+    let paused = clicked.elapsed();
+    let end = c.execute(probe, vec![]).await.unwrap();
+    let in_page = c.execute("return globalThis.__pause.shown - globalThis.__pause.click;", vec![]).await.unwrap();
+    let f = |v: &Value, i: usize| v[i].as_f64().unwrap_or(f64::NAN);
+    let (longest, busy) = (f(&end, 0), (f(&end, 1) - f(&start, 1)) / (f(&end, 2) - f(&start, 2)));
+    println!(
+        "RESPONSIVE {}: Pause shown as {shown:?} {:.0} ms after the click event ({} ms through chromedriver), \
+         engine paused after {} ms; during training the longest main-thread task {longest:.0} ms, long tasks \
+         {:.1}% of the main thread",
+        if on_page_thread() { "engine on the page's thread (?worker=0)" } else { "engine in its worker" },
+        in_page.as_f64().unwrap_or(f64::NAN),
+        answered.as_millis(),
+        paused.as_millis(),
+        busy * 100.0
+    );
+    assert_eq!(confirmed, "Paused");
+    if !on_page_thread() {
+        // The click was answered while the engine was still in its step.
+        assert!(shown.contains("finishes the step"), "{shown}");
+        assert!(answered < Duration::from_secs(1), "Pause took {answered:?} to show");
+    }
+    // Resume, then Stop. The engine queues a window of steps before it reads the loss back, so
+    // a Stop that arrives during the last window ends a run that has no batch left to stop at.
+    click(c, "train-pause").await;
+    wait_text(c, "train-phase", 60, |t| t == "Running").await;
+    click(c, "train-stop").await;
+    let phase = wait_text(c, "train-phase", 600, |t| t == "Stopped" || t == "Finished" || t == "Failed").await;
+    let message = text(c, "train-message").await;
+    assert!(phase == "Stopped" && message.contains("Stopped after") || phase == "Finished", "{phase}: {message}");
     assert!(text(c, "panic").await.is_empty());
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");

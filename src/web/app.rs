@@ -69,6 +69,8 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             "test_lose_device" => ui.options.update(|o| o.lose_device_in_epoch = v.parse().ok()),
             // Test-only: an uncaptured GPU error (an oversized buffer) during this epoch.
             "test_gpu_error" => ui.options.update(|o| o.gpu_error_in_epoch = v.parse().ok()),
+            // Test-only: the GPU self-test starts this many ms later.
+            "test_selftest_delay" => ui.options.update(|o| o.selftest_delay_ms = v.parse().ok()),
             // Counts the page's WebGPU calls and long tasks for the benchmark's line: the GPU
             // calls where the engine runs, the long tasks on the page's thread.
             "count_gpu_calls" if v == "1" => {

@@ -332,7 +332,7 @@ fn gpu_action(command: Command) {
     if busy() {
         return;
     }
-    let place = if matches!(command, Command::FindLr { .. }) { Place::LrFinder } else { Place::Train };
+    let place = place_of(&command);
     let waiting = with_engine(|e| !e.gpu_settled || (e.gpu.is_some() && e.selftest.is_none()));
     if waiting {
         let what = match command {
@@ -349,6 +349,11 @@ fn gpu_action(command: Command) {
         Command::FindLr { job, steps } => run_lr_finder(job, steps),
         _ => {}
     }
+}
+
+/// The card where a GPU action's messages show.
+fn place_of(command: &Command) -> Place {
+    if matches!(command, Command::FindLr { .. }) { Place::LrFinder } else { Place::Train }
 }
 
 /// What every GPU action needs: a valid form, a WebGPU device that passed its self-test and
@@ -445,6 +450,7 @@ async fn self_test(gpu: GpuInfo) {
 /// The GPU action that waited for the self-test: it runs, or is refused with the reason.
 fn run_waiting() {
     if let Some(command) = with_engine(|e| e.waiting.take()) {
+        emit(Update::Message { place: place_of(&command), message: None });
         gpu_action(command);
     }
 }
@@ -638,6 +644,9 @@ async fn use_gpu(gpu: GpuInfo) {
     });
     emit(Update::SelfTest(None));
     with_engine(|e| e.selftest = None);
+    if let Some(ms) = with_engine(|e| e.options.selftest_delay_ms) {
+        gloo::timers::future::TimeoutFuture::new(ms).await;
+    }
     self_test(gpu).await;
 }
 

@@ -49,6 +49,9 @@ pub struct StartOptions {
     pub lose_device_in_epoch: Option<usize>,
     /// Test-only (`?test_gpu_error=N`): an uncaptured GPU error during epoch N.
     pub gpu_error_in_epoch: Option<usize>,
+    /// Test-only (`?test_selftest_delay=MS`): the self-test starts this much later, so a test
+    /// can click while it runs.
+    pub selftest_delay_ms: Option<u32>,
     /// `?count_gpu_calls=1`: count WebGPU calls where the GPU is used.
     pub count_gpu_calls: bool,
 }
