@@ -112,7 +112,7 @@ pub async fn bench_steps<H: Host>(
         proceed(host)?;
         if step == warmup {
             // Drain the queue so the timed steps start from an idle device.
-            model.fc.weight.val().into_data_async().await.map_err(device_error)?;
+            drain(model.fc.weight.val()).await?;
             timed_start = host.now_ms();
             warmup_ms = timed_start - start;
             prep_ms = 0.0;
@@ -133,7 +133,7 @@ pub async fn bench_steps<H: Host>(
         host.yield_now().await;
     }
     // The last update of the classifier depends on the whole last backward pass.
-    model.fc.weight.val().into_data_async().await.map_err(device_error)?;
+    drain(model.fc.weight.val()).await?;
     let elapsed = (host.now_ms() - timed_start).max(1e-3);
     let probes = per_step(&probes_start, &host.probe(), steps);
     Ok(StepBench {
@@ -161,6 +161,15 @@ fn per_step(start: &[Probe], end: &[Probe], steps: usize) -> Vec<(String, f64)> 
             (p.name.to_string(), value)
         })
         .collect()
+}
+
+/// Waits until `t` (and all the work queued before it) is computed, by reading it back and
+/// touching the bytes: natively `into_data_async` is lazy (cubecl's `read_lazy_async` copies
+/// on first access), so a read whose bytes are never touched waits for nothing and a clock
+/// would stop at the launch. In the browser the read itself waits.
+async fn drain<const D: usize>(t: Tensor<D>) -> Result<(), TrainError> {
+    t.into_data_async().await.map_err(device_error)?.try_to_vec::<f32>().map_err(device_error)?;
+    Ok(())
 }
 
 /// One pass of one convolution layer, timed with one algorithm.
@@ -226,20 +235,19 @@ pub async fn bench_layers<H: Host>(
                     // An eager backend (flex) computes here, a lazy one (cubecl) at the read.
                     let mut start = host.now_ms();
                     let y = conv3x3_with(algorithm, xi.clone(), wi.clone()).sum();
-                    let done = if pass == 0 {
-                        y.into_data_async().await
+                    if pass == 0 {
+                        drain(y).await?;
                     } else {
                         // The forward pass first, untimed: the clock covers the backward only.
-                        y.clone().into_data_async().await.map_err(device_error)?;
+                        drain(y.clone()).await?;
                         start = host.now_ms();
                         let grads = y.backward();
                         let g = if pass == 1 { xi.grad(&grads) } else { wi.grad(&grads) };
                         match g {
-                            Some(g) => g.sum().into_data_async().await,
+                            Some(g) => drain(g.sum()).await?,
                             None => return Err(TrainError::Invalid("no gradient for the layer benchmark".into())),
                         }
-                    };
-                    done.map_err(device_error)?;
+                    }
                     // The first repetition compiles the kernels.
                     if rep > 0 {
                         total += host.now_ms() - start;

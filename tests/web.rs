@@ -136,6 +136,28 @@ async fn app_mounts_and_shows_the_adapter() {
     assert!(thread.contains("dedicated worker"), "{thread}");
 }
 
+/// `?worker=0`: the same app with the engine on the page's thread (the path of a browser
+/// without WebGPU in workers) finds the adapter and passes the GPU self-test there.
+#[wasm_bindgen_test]
+async fn app_runs_the_engine_on_the_page_thread_with_worker_0() {
+    let window = web_sys::window().unwrap();
+    let history = js_sys::Reflect::get(&window, &"history".into()).unwrap();
+    let replace: js_sys::Function = js_sys::Reflect::get(&history, &"replaceState".into()).unwrap().dyn_into().unwrap();
+    let original = window.location().href().unwrap();
+    // The app reads its settings from the URL once, as it mounts.
+    replace.call3(&history, &wasm_bindgen::JsValue::NULL, &"".into(), &"?worker=0".into()).unwrap();
+    let root = mount_point();
+    let _handle = leptos::mount::mount_to(root.clone(), app::App);
+    replace.call3(&history, &wasm_bindgen::JsValue::NULL, &"".into(), &original.into()).unwrap();
+    let thread = testid(&root, "engine-thread").inner_text();
+    assert!(thread.contains("on the page's thread (?worker=0)"), "{thread}");
+    let status = testid(&root, "webgpu-status");
+    wait_for(|| status.inner_text().contains("WebGPU ready"), 60_000.0, "webgpu-status").await;
+    let selftest = testid(&root, "gpu-selftest");
+    wait_for(|| !selftest.inner_text().starts_with("Checking"), 300_000.0, "the self-test on the page's thread").await;
+    assert!(selftest.inner_text().starts_with("GPU self-test passed on"), "{}", selftest.inner_text());
+}
+
 #[wasm_bindgen_test]
 async fn sample_shards_load_through_the_url_path() {
     let mut last = loader::Progress::default();

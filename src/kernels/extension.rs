@@ -15,14 +15,18 @@ use burn_cubecl::CubeBackend;
 
 use super::conv3x3;
 
+// The output shapes fusion asks for (only builds with fusion use them).
+#[cfg(any(target_arch = "wasm32", feature = "fast"))]
 fn forward_shape(x: &Shape, weight: &Shape) -> Shape {
     Shape::new([x[0], weight[0], x[2], x[3]])
 }
 
+#[cfg(any(target_arch = "wasm32", feature = "fast"))]
 fn input_grad_shape(grad: &Shape, weight: &Shape) -> Shape {
     Shape::new([grad[0], weight[1], grad[2], grad[3]])
 }
 
+#[cfg(any(target_arch = "wasm32", feature = "fast"))]
 fn weight_grad_shape(x: &Shape, grad: &Shape) -> Shape {
     Shape::new([grad[1], x[1], 3, 3])
 }

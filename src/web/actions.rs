@@ -122,7 +122,11 @@ pub fn apply(ui: Ui, update: Update, attachments: Vec<JsValue>) {
 /// constructor runs are added.
 fn page_probes(bench: &mut crate::bench::StepBench) {
     let marks = with_shown(|s| std::mem::take(&mut s.probe_marks));
+    // No marks, or empty ones: the page counts nothing (no `?count_gpu_calls=1`).
     let [.., start, end] = marks.as_slice() else { return };
+    if end.is_empty() {
+        return;
+    }
     let get = |probes: &[crate::train::Probe], name: &str| probes.iter().find(|p| p.name == name).map_or(0.0, |p| p.value);
     let steps = bench.steps.max(1) as f64;
     for (name, value) in bench.probes.iter_mut() {

@@ -233,7 +233,9 @@ impl Host for WebHost {
     }
     fn probe(&mut self) -> Vec<crate::train::Probe> {
         let probes = super::probe::read();
-        emit(Update::ProbeMark);
+        if !probes.is_empty() {
+            emit(Update::ProbeMark);
+        }
         probes
     }
 }
