@@ -24,6 +24,9 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod fixture;
+mod values;
+
+use values::{relative_error, test_values};
 
 fn data_url() -> &'static str {
     option_env!("CIFAR10_TEST_URL").expect("build with CIFAR10_TEST_URL (scripts/test.sh serves ../shared/cifar10)")
@@ -438,26 +441,6 @@ async fn gpu_memory_stays_flat_over_epochs() {
     for later in &mib[2..] {
         assert!(*later <= mib[1] * 1.01 + 0.1, "GPU memory grew after the second epoch: {mib:?} MiB");
     }
-}
-
-/// Deterministic values in [-1, 1) (a hash of the index, distinct per `salt`).
-fn test_values(count: usize, salt: u32) -> Vec<f32> {
-    (0..count as u32)
-        .map(|i| {
-            let mut h = i.wrapping_mul(0x9E37_79B9) ^ salt.wrapping_mul(0x85EB_CA6B);
-            h ^= h >> 15;
-            h = h.wrapping_mul(0x2C1B_3C6D);
-            h ^= h >> 12;
-            (h >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-/// max |a - b| / max |b|.
-fn relative_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 async fn read_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
