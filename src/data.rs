@@ -442,3 +442,11 @@ pub fn load_path(path: &std::path::Path) -> Result<Cifar10, DataError> {
         read_tarball(file, |_| {})
     }
 }
+
+/// The official file names, fetched by default.
+pub fn official_files() -> Vec<String> {
+    let mut v: Vec<String> = TRAIN_SHARDS.iter().map(|s| s.to_string()).collect();
+    v.push(TEST_SHARD.into());
+    v.push(META_FILE.into());
+    v
+}

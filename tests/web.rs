@@ -16,7 +16,9 @@ use cifar10_webgpu::augment::{self, Augment, Normalization};
 use cifar10_webgpu::config::TrainConfig;
 use cifar10_webgpu::metrics::{BatchStats, EpochStats};
 use cifar10_webgpu::train::{Event, Host};
-use cifar10_webgpu::web::{actions, app, engine, gpu, link, loader, protocol, state::Ui};
+use cifar10_webgpu::web::engine::{commands as engine, gpu, loader};
+use cifar10_webgpu::web::page::{actions, app, state::Ui};
+use cifar10_webgpu::web::protocol;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
@@ -163,7 +165,7 @@ async fn app_runs_the_engine_on_the_page_thread_with_worker_0() {
 
 #[wasm_bindgen_test]
 async fn sample_shards_load_through_the_url_path() {
-    let mut last = loader::Progress::default();
+    let mut last = protocol::Progress::default();
     let files: Vec<String> = ["train_2000.bin", "test_500.bin", "batches.meta.txt"].iter().map(|s| s.to_string()).collect();
     let data = loader::load_from_url(&format!("{}/sample/", data_url()), &files, |p| last = p.clone()).await.unwrap();
     assert_eq!((data.train.len(), data.test.len()), (2000, 500));
@@ -196,8 +198,8 @@ async fn dashboard_components_follow_engine_events() {
     });
     // Engine events reach the page as messages: through the same JSON as from the worker.
     engine::set_sink(std::rc::Rc::new(move |update, attachments| {
-        let message = link::encode(&update, &attachments);
-        let (update, attachments) = link::decode::<protocol::Update>(&message).expect("an update round-trips");
+        let message = protocol::encode(&update, &attachments);
+        let (update, attachments) = protocol::decode::<protocol::Update>(&message).expect("an update round-trips");
         actions::apply(ui, update, attachments)
     }));
     let mut host = engine::WebHost;
@@ -291,7 +293,7 @@ async fn recipe_presets_fill_the_form() {
     assert_eq!(input("hp-logit_scale").value(), "1");
     assert!(!input("hp-lookahead").checked());
     assert_eq!(input("hp-width").value(), "0.25");
-    let config = cifar10_webgpu::web::actions::form_config(ui).expect("valid form");
+    let config = actions::form_config(ui).expect("valid form");
     assert_eq!(config, TrainConfig::new().with_width(0.25));
 
     // One trick switched on by hand: a custom recipe, which is what trains.
@@ -300,13 +302,13 @@ async fn recipe_presets_fill_the_form() {
     tta.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
     gloo::timers::future::TimeoutFuture::new(50).await;
     assert_eq!(select.value(), "custom");
-    let config = cifar10_webgpu::web::actions::form_config(ui).expect("valid form");
+    let config = actions::form_config(ui).expect("valid form");
     assert_eq!((config.tta, config.epochs, config.width), (1, 24, 0.25));
 }
 
 #[wasm_bindgen_test]
 fn panics_are_shown_in_the_page() {
-    cifar10_webgpu::web::show_panic("The app crashed: test message");
+    cifar10_webgpu::web::page::panic::show("The app crashed: test message");
     let document = web_sys::window().unwrap().document().unwrap();
     let text = document
         .query_selector("[data-testid=panic]")

@@ -1,14 +1,14 @@
 //! The messages between the page (Leptos UI, canvases) and the engine (data, GPU, training),
-//! which runs in a dedicated worker by default and on the page's thread with `?worker=0`.
+//! which runs in a dedicated worker by default and on the page's thread with `?worker=0`, and
+//! the types both sides name in them. The one file `page/` and `engine/` share.
 //!
 //! Both travel as JSON beside a list of attachments: `File`s the user picked (cloned handles)
 //! and byte arrays (downloads, gallery images, sample images), whose buffers are transferred,
 //! not copied, when they cross to another thread.
 
 use serde::{Deserialize, Serialize};
+use wasm_bindgen::{JsCast, JsValue};
 
-use super::loader::Progress;
-use super::state::{Phase, Place};
 use crate::augment::Normalization;
 use crate::bench::StepBench;
 use crate::metrics::{BatchStats, EpochStats, Evaluation};
@@ -117,3 +117,72 @@ pub enum Update {
 pub const GALLERY: usize = 24;
 /// How many train images the data preview shows.
 pub const PREVIEW: usize = 12;
+
+/// Where the training run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    Idle,
+    FindingLr,
+    Benchmarking,
+    Running,
+    Paused,
+    Stopped,
+    Finished,
+    Failed,
+}
+
+/// The card a message belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Place {
+    Data,
+    LrFinder,
+    Train,
+    Weights,
+}
+
+/// Progress of one download or file read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub name: String,
+    pub loaded: u64,
+    pub total: Option<u64>,
+    /// Total bytes of every file so far, and the expected total when known.
+    pub all_loaded: u64,
+    pub all_total: Option<u64>,
+    pub mb_per_s: f64,
+    pub phase: String,
+}
+
+impl Progress {
+    pub fn percent(&self) -> Option<f64> {
+        self.total.filter(|t| *t > 0).map(|t| 100.0 * self.loaded as f64 / t as f64)
+    }
+    pub fn all_percent(&self) -> Option<f64> {
+        self.all_total.filter(|t| *t > 0).map(|t| 100.0 * self.all_loaded as f64 / t as f64)
+    }
+}
+
+/// `{ json, attachments }`: the message as it crosses between threads.
+pub fn encode<T: Serialize>(body: &T, attachments: &[JsValue]) -> JsValue {
+    let message = js_sys::Object::new();
+    let json = serde_json::to_string(body).unwrap_or_default();
+    let _ = js_sys::Reflect::set(&message, &"json".into(), &json.into());
+    let list: js_sys::Array = attachments.iter().collect();
+    let _ = js_sys::Reflect::set(&message, &"attachments".into(), &list);
+    message.into()
+}
+
+/// The body and attachments of a message made by [`encode`].
+pub fn decode<T: serde::de::DeserializeOwned>(message: &JsValue) -> Result<(T, Vec<JsValue>), String> {
+    let json = js_sys::Reflect::get(message, &"json".into())
+        .ok()
+        .and_then(|j| j.as_string())
+        .ok_or("a message without a body")?;
+    let body = serde_json::from_str(&json).map_err(|e| format!("a message that does not parse ({e}): {json:.200}"))?;
+    let attachments = js_sys::Reflect::get(message, &"attachments".into())
+        .ok()
+        .and_then(|a| a.dyn_into::<js_sys::Array>().ok())
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    Ok((body, attachments))
+}

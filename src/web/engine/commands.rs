@@ -11,9 +11,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::gpu::GpuInfo;
-use super::loader::{self, Progress};
-use super::protocol::{Command, GpuView, Job, StartOptions, Update, GALLERY, PREVIEW};
-use super::state::{Phase, Place};
+use super::loader;
+use crate::web::protocol::{Command, GpuView, Job, Phase, Place, Progress, StartOptions, Update, GALLERY, PREVIEW};
 use crate::augment::Normalization;
 use crate::config::TrainConfig;
 use crate::conv_choice::choose_conv;
@@ -155,7 +154,7 @@ pub fn handle(command: Command, attachments: Vec<JsValue>) {
 async fn start(options: StartOptions) {
     crate::ctors::run_once();
     if options.count_gpu_calls {
-        super::probe::install();
+        crate::web::probe::install();
     }
     let conv = options.conv.as_deref().and_then(ConvAlgorithm::parse);
     if let Some(algorithm) = conv {
@@ -182,7 +181,7 @@ pub struct WebHost;
 
 impl Host for WebHost {
     fn now_ms(&self) -> f64 {
-        super::now_ms()
+        crate::web::js::now_ms()
     }
     fn control(&self) -> Control {
         control().get()
@@ -232,7 +231,7 @@ impl Host for WebHost {
         gpu_failure()
     }
     fn probe(&mut self) -> Vec<crate::train::Probe> {
-        let probes = super::probe::read();
+        let probes = crate::web::probe::read();
         if !probes.is_empty() {
             emit(Update::ProbeMark);
         }

@@ -9,47 +9,18 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::data::{self, Cifar10, DataError, ShardSet};
 
-/// The official file names, fetched by default.
-pub fn official_files() -> Vec<String> {
-    let mut v: Vec<String> = data::TRAIN_SHARDS.iter().map(|s| s.to_string()).collect();
-    v.push(data::TEST_SHARD.into());
-    v.push(data::META_FILE.into());
-    v
-}
-
-/// Progress of one download or file read.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Progress {
-    pub name: String,
-    pub loaded: u64,
-    pub total: Option<u64>,
-    /// Total bytes of every file so far, and the expected total when known.
-    pub all_loaded: u64,
-    pub all_total: Option<u64>,
-    pub mb_per_s: f64,
-    pub phase: String,
-}
-
-impl Progress {
-    pub fn percent(&self) -> Option<f64> {
-        self.total.filter(|t| *t > 0).map(|t| 100.0 * self.loaded as f64 / t as f64)
-    }
-    pub fn all_percent(&self) -> Option<f64> {
-        self.all_total.filter(|t| *t > 0).map(|t| 100.0 * self.all_loaded as f64 / t as f64)
-    }
-}
-
 fn js_err(v: JsValue) -> DataError {
     DataError::Other(v.as_string().unwrap_or_else(|| format!("{v:?}")))
 }
 
-use super::now_ms;
+use crate::web::js::{global, now_ms};
+use crate::web::protocol::Progress;
 
 const CACHE_NAME: &str = "cifar10-webgpu-shards-v1";
 
 /// Cache Storage, in a window or a worker alike.
 fn caches() -> Option<web_sys::CacheStorage> {
-    super::global("caches")?.dyn_into().ok()
+    global("caches")?.dyn_into().ok()
 }
 
 async fn cache() -> Option<web_sys::Cache> {
@@ -68,7 +39,7 @@ async fn cache_put(name: &str, bytes: &[u8]) {
 /// An absolute key: a worker started from a `blob:` URL cannot resolve a relative one, and the
 /// page and the worker must find the same entries.
 fn cache_key(name: &str) -> String {
-    let origin = super::global("origin").and_then(|o| o.as_string()).unwrap_or_default();
+    let origin = global("origin").and_then(|o| o.as_string()).unwrap_or_default();
     format!("{origin}/cifar10-webgpu-cache/{name}")
 }
 
@@ -115,7 +86,7 @@ async fn fetch_streamed(
     base: &mut Progress,
     on_progress: &mut impl FnMut(&Progress),
 ) -> Result<Vec<u8>, DataError> {
-    let fetch: js_sys::Function = super::global("fetch")
+    let fetch: js_sys::Function = global("fetch")
         .and_then(|f| f.dyn_into().ok())
         .ok_or_else(|| DataError::Other("this browser has no fetch".into()))?;
     let promise: js_sys::Promise =
@@ -175,7 +146,7 @@ pub async fn load_from_url(
     let mut progress = Progress { phase: "downloading".into(), ..Default::default() };
     let shard_count = files.iter().filter(|f| f.ends_with(".bin")).count() as u64;
     // Official shards have a known size: the overall bar is exact for them.
-    if files.iter().all(|f| !f.ends_with(".bin") || official_files().contains(f)) {
+    if files.iter().all(|f| !f.ends_with(".bin") || data::official_files().contains(f)) {
         progress.all_total = Some(shard_count * data::SHARD_BYTES as u64);
     }
     let mut set = ShardSet::new();

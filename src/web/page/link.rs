@@ -9,17 +9,28 @@ use leptos::prelude::{GetUntracked, Set};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::engine;
-use super::protocol::{Command, Update};
 use super::state::Ui;
+use crate::web::engine::commands as engine;
+use crate::web::protocol::{decode, encode, Command, Update};
 
 enum Link {
     Local,
     Worker(web_sys::Worker),
 }
 
+/// What the page does with an update (`actions::apply`, handed in by the app, so the link
+/// does not import the module that sends through it).
+pub type Apply = Rc<dyn Fn(Update, Vec<JsValue>)>;
+
 thread_local! {
     static LINK: RefCell<Option<Link>> = const { RefCell::new(None) };
+    static APPLY: RefCell<Option<Apply>> = const { RefCell::new(None) };
+}
+
+/// The page's handler of updates; one that drops them (logged) before `start`.
+fn apply() -> Apply {
+    APPLY.with(|a| a.borrow().clone())
+        .unwrap_or_else(|| Rc::new(|update, _| log::warn!("engine update before the page listened: {update:?}")))
 }
 
 /// The worker's first script: it takes the address of the page's wasm-bindgen glue and the
@@ -45,8 +56,10 @@ pub fn in_worker() -> bool {
     LINK.with(|l| matches!(*l.borrow(), Some(Link::Worker(_))))
 }
 
-/// Starts the engine where the page's settings say, and sends it `Command::Start`.
-pub fn start(ui: Ui) {
+/// Starts the engine where the page's settings say, and sends it `Command::Start`; its
+/// updates go to `apply`.
+pub fn start(ui: Ui, apply: Apply) {
+    APPLY.with(|a| *a.borrow_mut() = Some(apply));
     if ui.worker.get_untracked() {
         match spawn_worker(ui) {
             Ok(worker) => {
@@ -67,7 +80,7 @@ fn start_command(ui: Ui) -> Command {
 
 /// The engine on the page's thread: updates go straight to the signals.
 fn local(ui: Ui) {
-    engine::set_sink(Rc::new(move |update, attachments| super::actions::apply(ui, update, attachments)));
+    engine::set_sink(apply());
     LINK.with(|l| *l.borrow_mut() = Some(Link::Local));
     send(start_command(ui), Vec::new());
 }
@@ -98,31 +111,6 @@ pub fn send(command: Command, attachments: Vec<JsValue>) {
         Some(None) => engine::handle(command, attachments),
         None => log::warn!("no engine yet for {command:?}"),
     }
-}
-
-/// `{ json, attachments }`: the message as it crosses between threads.
-pub fn encode<T: serde::Serialize>(body: &T, attachments: &[JsValue]) -> JsValue {
-    let message = js_sys::Object::new();
-    let json = serde_json::to_string(body).unwrap_or_default();
-    let _ = js_sys::Reflect::set(&message, &"json".into(), &json.into());
-    let list: js_sys::Array = attachments.iter().collect();
-    let _ = js_sys::Reflect::set(&message, &"attachments".into(), &list);
-    message.into()
-}
-
-/// The body and attachments of a message made by [`encode`].
-pub fn decode<T: serde::de::DeserializeOwned>(message: &JsValue) -> Result<(T, Vec<JsValue>), String> {
-    let json = js_sys::Reflect::get(message, &"json".into())
-        .ok()
-        .and_then(|j| j.as_string())
-        .ok_or("a message without a body")?;
-    let body = serde_json::from_str(&json).map_err(|e| format!("a message that does not parse ({e}): {json:.200}"))?;
-    let attachments = js_sys::Reflect::get(message, &"attachments".into())
-        .ok()
-        .and_then(|a| a.dyn_into::<js_sys::Array>().ok())
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    Ok((body, attachments))
 }
 
 /// The address of the page's wasm-bindgen glue, whatever built the page (trunk, the test
@@ -165,7 +153,7 @@ fn spawn_worker(ui: Ui) -> Result<web_sys::Worker, String> {
         match decode::<Update>(&data) {
             Ok((update, attachments)) => {
                 engine_answered();
-                super::actions::apply(ui, update, attachments)
+                apply()(update, attachments)
             }
             Err(e) => log::error!("engine update dropped: {e}"),
         }

@@ -5,25 +5,12 @@ use std::cell::RefCell;
 
 use leptos::prelude::*;
 
-use super::loader::Progress;
+use crate::web::protocol::{Phase, Place, Progress, StartOptions};
 use crate::augment::Normalization;
 use crate::bench::StepBench;
 use crate::data::Split;
 use crate::metrics::{BatchStats, EpochStats, Evaluation};
 use crate::schedule::OneCycle;
-
-/// Where the training run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Phase {
-    Idle,
-    FindingLr,
-    Benchmarking,
-    Running,
-    Paused,
-    Stopped,
-    Finished,
-    Failed,
-}
 
 /// What the page keeps of the engine's data to draw it: class names, the normalisation, the
 /// preview's train images and the gallery's mistakes (the data set itself stays with the
@@ -54,15 +41,6 @@ pub fn with_shown<R>(f: impl FnOnce(&mut Shown) -> R) -> R {
     SHOWN.with(|s| f(&mut s.borrow_mut()))
 }
 
-/// The card a message belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Place {
-    Data,
-    LrFinder,
-    Train,
-    Weights,
-}
-
 /// Every signal the page reads. `Copy`, so components take it by value.
 #[derive(Clone, Copy)]
 pub struct Ui {
@@ -70,7 +48,7 @@ pub struct Ui {
     /// The self-test line: passed, and what it says.
     pub selftest: RwSignal<Option<(bool, String)>>,
     /// The link's settings the engine acts on (sent with `Command::Start`).
-    pub options: RwSignal<super::protocol::StartOptions>,
+    pub options: RwSignal<StartOptions>,
     /// `?worker=0`: the engine on the page's thread.
     pub worker: RwSignal<bool>,
     /// Where the engine runs, and why (`data-testid="engine-thread"`).
@@ -134,7 +112,7 @@ impl Ui {
             form: RwSignal::new(Vec::new()),
             form_errors: RwSignal::new(Vec::new()),
             data_url: RwSignal::new("data/cifar-10-batches-bin/".into()),
-            data_files: RwSignal::new(super::loader::official_files()),
+            data_files: RwSignal::new(crate::data::official_files()),
             lr_steps: RwSignal::new(200),
             phase: RwSignal::new(Phase::Idle),
             message: RwSignal::new(None),

@@ -7,9 +7,8 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::engine;
-use super::link::{decode, encode};
-use super::protocol::{Command, Update};
+use super::commands as engine;
+use crate::web::protocol::{decode, encode, Command, Update};
 
 fn scope() -> Option<web_sys::DedicatedWorkerGlobalScope> {
     js_sys::global().dyn_into().ok()
@@ -30,7 +29,7 @@ fn post(update: Update, attachments: Vec<JsValue>) {
 fn on_command(message: &JsValue) {
     match decode::<Command>(message) {
         // No WebGPU here (a browser may expose it to pages only): the page runs the engine.
-        Ok((Command::Start(_), _)) if !super::gpu::has_navigator_gpu() => post(Update::NoWebGpuInWorker, Vec::new()),
+        Ok((Command::Start(_), _)) if !crate::web::js::has_navigator_gpu() => post(Update::NoWebGpuInWorker, Vec::new()),
         Ok((command, attachments)) => engine::handle(command, attachments),
         Err(e) => web_sys::console::error_1(&format!("engine: command dropped: {e}").into()),
     }

@@ -5,7 +5,9 @@ use leptos::prelude::*;
 
 use super::actions;
 use super::charts;
-use super::state::{with_shown, Phase, Ui};
+use super::link;
+use super::state::{with_shown, Ui};
+use crate::web::protocol::Phase;
 use crate::augment::{self, Augment};
 use crate::config::{TrainConfig, BOOL_FIELDS, FORM_FIELDS, RECIPES};
 use crate::metrics::{clock, crossings_summary, first_crossings, EpochStats, TARGETS};
@@ -75,7 +77,7 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             // calls where the engine runs, the long tasks on the page's thread.
             "count_gpu_calls" if v == "1" => {
                 ui.options.update(|o| o.count_gpu_calls = true);
-                super::probe::install();
+                crate::web::probe::install();
             }
             // `?worker=0`: the engine on the page's thread, as browsers without WebGPU in
             // workers run it.
@@ -97,7 +99,7 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
 pub fn App() -> impl IntoView {
     let ui = Ui::new();
     apply_query(ui, &query_pairs());
-    super::link::start(ui);
+    link::start(ui, std::rc::Rc::new(move |update, attachments| actions::apply(ui, update, attachments)));
     view! {
         <main class="app">
             <header class="top">

@@ -8,8 +8,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use super::link;
-use super::protocol::{Command, Job, Update};
-use super::state::{with_shown, Phase, Place, Ui};
+use super::state::{with_shown, Ui};
+use crate::web::protocol::{Command, Job, Phase, Place, Update};
 use crate::config::TrainConfig;
 use crate::data::{Split, IMAGE_BYTES};
 
@@ -104,7 +104,7 @@ pub fn apply(ui: Ui, update: Update, attachments: Vec<JsValue>) {
         Update::ProbeMark => {
             // Same thread: the engine's reading already holds the page's long tasks.
             if link::in_worker() {
-                let marks = super::probe::read();
+                let marks = crate::web::probe::read();
                 with_shown(|s| s.probe_marks.push(marks));
             }
         }
@@ -113,7 +113,7 @@ pub fn apply(ui: Ui, update: Update, attachments: Vec<JsValue>) {
                 ui.say_in(Place::Weights, true, format!("Download failed: {e}"));
             }
         }
-        Update::Panic(message) => super::show_panic(&message),
+        Update::Panic(message) => super::panic::show(&message),
     }
 }
 

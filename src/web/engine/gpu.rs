@@ -51,7 +51,7 @@ thread_local! {
 /// empty on the web): description, else vendor and architecture.
 async fn browser_adapter_name() -> Option<String> {
     use wasm_bindgen_futures::JsFuture;
-    let navigator = super::global("navigator")?;
+    let navigator = crate::web::js::global("navigator")?;
     let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).ok()?;
     let request = js_sys::Reflect::get(&gpu, &"requestAdapter".into()).ok()?;
     let request: js_sys::Function = wasm_bindgen::JsCast::dyn_into(request).ok()?;
@@ -66,13 +66,6 @@ async fn browser_adapter_name() -> Option<String> {
         description
     };
     (!name.is_empty()).then_some(name)
-}
-
-/// Whether this global (the page or a worker) has `navigator.gpu`.
-pub fn has_navigator_gpu() -> bool {
-    super::global("navigator")
-        .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
-        .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }
 
 /// Initialises burn's WebGPU device once per page; later calls return the same result.
@@ -92,7 +85,7 @@ pub async fn init() -> Result<GpuInfo, String> {
         }
     }
     GPU.with(|g| *g.borrow_mut() = State::Busy);
-    let result = if !has_navigator_gpu() {
+    let result = if !crate::web::js::has_navigator_gpu() {
         Err(format!("WebGPU is not available in this browser (navigator.gpu is missing). {NO_WEBGPU_HELP}"))
     } else {
         match Device::wgpu_options().init_with_setup_async().await {
