@@ -90,10 +90,15 @@ impl Report {
 
     /// One line for the page and the CLI.
     pub fn summary(&self, adapter: &str) -> String {
+        self.summary_on("GPU self-test", adapter)
+    }
+
+    /// [`Report::summary`] under another title (the page's CPU engine: "Self-test").
+    pub fn summary_on(&self, title: &str, adapter: &str) -> String {
         let worst = self.checks.iter().map(|c| c.error).fold(0.0, f64::max);
         if self.passed() {
             return format!(
-                "GPU self-test passed on {adapter}: {} checks, worst relative error {worst:.1e} (tolerance {TOLERANCE:.0e}).",
+                "{title} passed on {adapter}: {} checks, worst relative error {worst:.1e} (tolerance {TOLERANCE:.0e}).",
                 self.checks.len()
             );
         }
@@ -115,7 +120,7 @@ impl Report {
             }
         };
         format!(
-            "GPU self-test FAILED on {adapter}: {} of {} checks off by more than {TOLERANCE:.0e}: {}; {outcome}",
+            "{title} FAILED on {adapter}: {} of {} checks off by more than {TOLERANCE:.0e}: {}; {outcome}",
             failed.len(),
             self.checks.len(),
             failed.join(", ")

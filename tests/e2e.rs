@@ -287,11 +287,22 @@ async fn a_failing_gpu_selftest_is_shown_and_acted_on() {
     assert!(selftest.contains("FAILED") && selftest.contains("conv burn forward"), "{selftest}");
     assert!(selftest.contains("burn convolutions will not be used; training uses im2col"), "{selftest}");
 
+    // Wrong basics: the CPU engine takes over, and the GPU's failure stays on show.
     goto(c, &format!("{}{SUB_PATH}?selftest_fault=max-pool%20input%20gradient&width=0.0625&batch=8&bench_steps=1", site.base))
         .await
         .unwrap();
     let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
     assert!(selftest.contains("max-pool input gradient") && selftest.contains("nothing will run on this GPU"), "{selftest}");
+    let device = wait_text(c, "compute-device", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
+    assert!(device.starts_with("Training runs on the CPU") && device.contains("this GPU failed its self-test"), "{device}");
+    assert!(device.contains("Self-test passed on the CPU"), "{device}");
+
+    // `?device=gpu`: the GPU or nothing, so every GPU action is refused.
+    goto(c, &format!("{}{SUB_PATH}?selftest_fault=max-pool%20input%20gradient&device=gpu&width=0.0625&batch=8&bench_steps=1", site.base))
+        .await
+        .unwrap();
+    let selftest = wait_text(c, "gpu-selftest", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
+    assert!(selftest.contains("FAILED"), "{selftest}");
     click(c, "bench-run").await;
     let message = wait_text(c, "train-message", 10, |t| !t.is_empty()).await;
     assert!(message.contains("failed its self-test"), "{message}");

@@ -374,6 +374,89 @@ async fn pytorch_fixture_on_webgpu() {
     assert!(failures.is_empty(), "differences from PyTorch on WebGPU:\n{}", failures.join("\n"));
 }
 
+/// The PyTorch fixture on the page's CPU engine: burn-flex compiled to wasm32 with SIMD128,
+/// every convolution algorithm the CPU runs (gemm is a GPU kernel).
+#[wasm_bindgen_test]
+async fn pytorch_fixture_on_the_wasm_cpu_engine() {
+    use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
+    let device = cifar10_webgpu::web::engine::device::cpu();
+    let mut failures = Vec::new();
+    let algorithms = ConvAlgorithm::available_on(&device);
+    assert!(!algorithms.contains(&ConvAlgorithm::Gemm), "gemm is offered on the CPU: {algorithms:?}");
+    for algorithm in algorithms {
+        set_conv_algorithm(algorithm);
+        let start = now();
+        let report = fixture::run(&device).await.expect("fixture runs");
+        web_sys::console::log_1(
+            &format!("PyTorch fixture on the wasm CPU engine, {algorithm:?} ({:.0} s): {}", (now() - start) / 1000.0, report.summary()).into(),
+        );
+        let fast = fixture::run_fast(&device).await.expect("fast fixture runs");
+        for c in report.failures().into_iter().chain(fast.failures()) {
+            failures.push(format!("{algorithm:?}: {} off by {:.2e} (tolerance {:.0e})", c.what, c.error, c.tolerance));
+        }
+    }
+    set_conv_algorithm(ConvAlgorithm::Burn);
+    assert!(failures.is_empty(), "differences from PyTorch on the wasm CPU engine:\n{}", failures.join("\n"));
+}
+
+/// Two training steps of the recipe from PyTorch's initial weights on real images: their losses,
+/// and the trained model's probabilities on test images.
+async fn two_steps(device: &Device, data: &cifar10_webgpu::data::Cifar10) -> (Vec<f32>, Vec<[f32; 10]>, Vec<u8>) {
+    use cifar10_webgpu::train::{batch_tensors, predict, Trainer};
+    let ad = device.clone().autodiff();
+    let model = cifar10_webgpu::weights::import(fixture::INIT, &ad).expect("PyTorch's initial weights load");
+    let config = TrainConfig::new().with_width(0.125).with_batch_size(16).with_epochs(1).with_max_lr(0.05);
+    let norm = Normalization::from_split(&data.train);
+    let mut trainer = Trainer::with_model(config, model, device, 10, norm);
+    let mut losses = Vec::new();
+    for step in 0..2u64 {
+        let idx: Vec<usize> = (step as usize * 16..step as usize * 16 + 16).collect();
+        let batch = augment::make_batch(&data.train, &idx, Augment::NONE, &norm, &mut augment::rng(0, step));
+        let (x, y) = batch_tensors(batch, &ad);
+        let (loss, ..) = trainer.train_step(x, y);
+        losses.push(loss.into_data_async().await.expect("loss reads back").try_to_vec::<f32>().expect("f32")[0]);
+    }
+    let test = augment::make_batch(&data.test, &[0, 1, 2, 3], Augment::NONE, &norm, &mut augment::rng(0, 9));
+    let (x, _) = batch_tensors(test, device);
+    let probs = predict(&trainer.model, x).await.expect("prediction");
+    let snapshot = cifar10_webgpu::weights::snapshot(&trainer.model).await.expect("snapshot").to_safetensors().expect("safetensors");
+    (losses, probs, snapshot)
+}
+
+/// The page's CPU engine (burn-flex in wasm) trains like the WebGPU device: the same weights and
+/// batches give the same losses over two steps (1e-4 relative), and weights trained on the CPU
+/// load onto the GPU (and back) and predict the same there.
+#[wasm_bindgen_test]
+async fn cpu_engine_trains_like_webgpu_and_weights_move_between_them() {
+    use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
+    set_conv_algorithm(ConvAlgorithm::Burn);
+    let gpu = gpu::init().await.expect("WebGPU adapter");
+    let cpu = cifar10_webgpu::web::engine::device::cpu();
+    let data = sample_data().await;
+    let start = now();
+    let (cpu_losses, cpu_probs, cpu_weights) = two_steps(&cpu, &data).await;
+    let cpu_ms = now() - start;
+    let (gpu_losses, gpu_probs, gpu_weights) = two_steps(&gpu.device, &data).await;
+    web_sys::console::log_1(&format!("two steps: CPU {cpu_losses:?} ({cpu_ms:.0} ms), WebGPU {gpu_losses:?}").into());
+    for (c, g) in cpu_losses.iter().zip(&gpu_losses) {
+        assert!(((c - g) / g).abs() < 1e-4, "loss on the CPU {c} vs WebGPU {g}");
+    }
+    // The loss moved: two real steps, not a constant.
+    assert!(cpu_losses[0] != cpu_losses[1], "{cpu_losses:?}");
+    let worst = |a: &[[f32; 10]], b: &[[f32; 10]]| {
+        a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    };
+    assert!(worst(&cpu_probs, &gpu_probs) < 1e-4, "{cpu_probs:?} vs {gpu_probs:?}");
+    // The CPU's trained weights on the GPU, and the GPU's on the CPU: the same predictions.
+    let test = augment::make_batch(&data.test, &[0, 1, 2, 3], Augment::NONE, &Normalization::from_split(&data.train), &mut augment::rng(0, 9));
+    for (bytes, onto, expected, what) in [(&cpu_weights, &gpu.device, &cpu_probs, "CPU weights on WebGPU"), (&gpu_weights, &cpu, &gpu_probs, "WebGPU weights on the CPU")] {
+        let model = cifar10_webgpu::weights::import(bytes, onto).expect("weights load on the other device");
+        let (x, _) = cifar10_webgpu::train::batch_tensors(test.clone(), onto);
+        let probs = cifar10_webgpu::train::predict(&model, x).await.expect("prediction");
+        assert!(worst(&probs, expected) < 1e-4, "{what}: {probs:?} vs {expected:?}");
+    }
+}
+
 /// The GPU self-test passes on the WebGPU adapter, and a deliberately wrong convolution result
 /// (the test-only fault hook) is reported and leaves only the other algorithms usable. Every
 /// algorithm, gemm included, runs on WebGPU.

@@ -54,6 +54,65 @@ pub struct StartOptions {
     pub selftest_delay_ms: Option<u32>,
     /// `?count_gpu_calls=1`: count WebGPU calls where the GPU is used.
     pub count_gpu_calls: bool,
+    /// `?device=`: the GPU where there is one (default), the CPU, or the GPU only.
+    pub device: DeviceChoice,
+    /// Whether the page's own thread has `navigator.gpu`: a worker without it then hands the
+    /// engine to the page (GPU there) instead of training on the CPU.
+    pub page_has_webgpu: bool,
+}
+
+/// Which device the engine computes on (`?device=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceChoice {
+    /// WebGPU where it works, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU even where WebGPU works (`?device=cpu`).
+    Cpu,
+    /// WebGPU or nothing (`?device=gpu`): refuses rather than falls back.
+    Gpu,
+}
+
+impl DeviceChoice {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "auto" => Some(Self::Auto),
+            "cpu" => Some(Self::Cpu),
+            "gpu" => Some(Self::Gpu),
+            _ => None,
+        }
+    }
+}
+
+/// Why WebGPU is not used: one sentence for anyone, and the browser's own words.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuUnavailable {
+    /// The sentences the status shows: what is missing, what the page does, how to get WebGPU.
+    pub plain: String,
+    /// A few words, for the compute device's line ("this browser has no WebGPU").
+    pub reason: String,
+    /// The browser's or wgpu's own message, one click away on the page.
+    pub detail: String,
+}
+
+/// The device the engine computes on, as the page shows it (`data-testid="compute-device"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComputeView {
+    pub cpu: bool,
+    /// Whether its self-test has ended (GPU actions clicked before wait for it).
+    pub ready: bool,
+    /// "GPU: …" or "CPU (WebAssembly SIMD, 1 thread): why".
+    pub line: String,
+    /// On the CPU: a width and batch whose epoch takes minutes, offered, never imposed.
+    pub suggestion: Option<CpuSuggestion>,
+}
+
+/// Settings the page offers for the CPU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpuSuggestion {
+    pub width: f64,
+    pub batch: usize,
+    pub why: String,
 }
 
 /// A GPU action's settings: the form as typed, and a convolution choice the page remembers
@@ -78,7 +137,9 @@ pub enum Update {
     /// The worker runs, but this browser has no WebGPU in workers: the page takes the engine
     /// onto its own thread.
     NoWebGpuInWorker,
-    Gpu(Result<GpuView, String>),
+    Gpu(Result<GpuView, GpuUnavailable>),
+    /// The device training runs on, and why.
+    Compute(ComputeView),
     SelfTest(Option<(bool, String)>),
     ConvChoice(String),
     /// A timed choice, for the page to remember per adapter, width and batch.

@@ -1,4 +1,4 @@
-//! The engine's side of the page: data, the GPU device, training, the LR finder, the
+//! The engine's side of the page: data, the compute device, training, the LR finder, the
 //! benchmark, evaluation, the self-test, prediction and exports. It runs in a dedicated worker
 //! (`worker.rs`) or, with `?worker=0`, on the page's thread; either way it takes `Command`s
 //! and reports `Update`s through one sink, and knows nothing of the page's signals.
@@ -10,9 +10,13 @@ use burn::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::gpu::GpuInfo;
+use super::device;
+use super::gpu::{GpuInfo, HOW_TO_GET_WEBGPU};
 use super::loader;
-use crate::web::protocol::{Command, GpuView, Job, Phase, Place, Progress, StartOptions, Update, GALLERY, PREVIEW};
+use crate::web::protocol::{
+    Command, ComputeView, DeviceChoice, GpuUnavailable, GpuView, Job, Phase, Place, Progress, StartOptions, Update,
+    GALLERY, PREVIEW,
+};
 use crate::augment::Normalization;
 use crate::config::TrainConfig;
 use crate::conv_choice::choose_conv;
@@ -30,6 +34,8 @@ pub type Sink = Rc<dyn Fn(Update, Vec<JsValue>)>;
 #[derive(Default)]
 pub struct Engine {
     pub gpu: Option<GpuInfo>,
+    /// Why the engine computes on the CPU (`device::cpu`), when it does; `gpu` is then `None`.
+    pub cpu: Option<String>,
     /// The GPU self-test's outcome (`None` while it runs; `Err` when the device did not answer).
     pub selftest: Option<Result<crate::selftest::Report, String>>,
     pub data: Option<Rc<Cifar10>>,
@@ -165,15 +171,79 @@ async fn start(options: StartOptions) {
         e.options = options;
     });
     spawn_local(load_cache());
-    let r = super::gpu::init().await;
-    emit(Update::Gpu(r.as_ref().map(|g| GpuView { name: g.name.clone(), summary: g.summary() }).map_err(|e| e.clone())));
-    match r {
-        Ok(g) => use_gpu(g).await,
-        Err(_) => {
+    let choice = with_engine(|e| e.options.device);
+    if choice == DeviceChoice::Cpu {
+        emit(Update::Gpu(Err(GpuUnavailable {
+            plain: "WebGPU is not used: this link asks for the CPU (?device=cpu).".into(),
+            reason: "this link asks for it (?device=cpu)".into(),
+            detail: "?device=cpu".into(),
+        })));
+        return use_cpu("this link asks for it (?device=cpu)".into()).await;
+    }
+    match super::gpu::init().await {
+        Ok(g) => {
+            emit(Update::Gpu(Ok(GpuView { name: g.name.clone(), summary: g.summary() })));
+            use_gpu(g).await
+        }
+        Err(why) if choice == DeviceChoice::Gpu => {
+            let plain = format!("{} This link asks for the GPU only (?device=gpu), so nothing trains. {HOW_TO_GET_WEBGPU}", why.plain);
+            emit(Update::Gpu(Err(GpuUnavailable { plain, ..why })));
+            emit(Update::Compute(ComputeView {
+                cpu: false,
+                ready: true,
+                line: "Nothing trains: this link asks for the GPU only (?device=gpu) and WebGPU is not available.".into(),
+                suggestion: None,
+            }));
             with_engine(|e| e.gpu_settled = true);
             run_waiting();
         }
+        Err(why) => {
+            let plain = format!("{} This page trains on your CPU instead (slower). {HOW_TO_GET_WEBGPU}", why.plain);
+            let reason = why.reason.clone();
+            emit(Update::Gpu(Err(GpuUnavailable { plain, ..why })));
+            use_cpu(reason).await
+        }
     }
+}
+
+/// Makes the CPU the engine's device (`reason`: why, in a few words) and runs the self-test on
+/// it: wasm's float arithmetic and burn-flex's kernels are checked like a GPU's. Its outcome
+/// shows in the compute device's line; the GPU self-test's line keeps what the GPU did.
+async fn use_cpu(reason: String) {
+    with_engine(|e| {
+        e.gpu = None;
+        e.cpu = Some(reason.clone());
+        e.selftest = None;
+        e.gpu_settled = true;
+    });
+    emit(Update::Compute(device::cpu_view(&reason, None)));
+    // The fault hook corrupts the GPU's results only: a CPU that takes over from a failed GPU
+    // must not fail the same way.
+    let report = crate::selftest::run(&device::cpu(), &crate::selftest::Fault(None)).await;
+    let line = match &report {
+        Ok(r) => {
+            // A link's `?conv=gemm` names a GPU kernel: the CPU takes one that passed.
+            let usable = r.usable_convs();
+            if let Some(&first) = usable.first().filter(|_| !usable.contains(&crate::model::conv_algorithm())) {
+                crate::model::set_conv_algorithm(first);
+            }
+            r.summary_on("Self-test", "the CPU")
+        }
+        Err(e) => format!("The self-test could not run on the CPU: {e}"),
+    };
+    emit(Update::Compute(device::cpu_view(&reason, Some(&line))));
+    with_engine(|e| e.selftest = Some(report));
+    run_waiting();
+}
+
+/// The device GPU actions use, with the storage-binding limit that bounds a buffer (none on
+/// the CPU), or the message that says why there is none.
+fn compute_device() -> Result<(Device, Option<u64>), &'static str> {
+    with_engine(|e| match (&e.gpu, &e.cpu) {
+        (Some(g), _) => Ok((g.device.clone(), Some(g.max_storage_buffer_binding_size))),
+        (None, Some(_)) => Ok((device::cpu(), None)),
+        (None, None) => Err("WebGPU is not available and this link asks for the GPU only (?device=gpu): nothing can train (see the status above)."),
+    })
 }
 
 /// Reports engine events as updates.
@@ -334,7 +404,7 @@ fn gpu_action(command: Command) {
         return;
     }
     let place = place_of(&command);
-    let waiting = with_engine(|e| !e.gpu_settled || (e.gpu.is_some() && e.selftest.is_none()));
+    let waiting = with_engine(|e| !e.gpu_settled || ((e.gpu.is_some() || e.cpu.is_some()) && e.selftest.is_none()));
     if waiting {
         let what = match command {
             Command::Train(_) => "Training",
@@ -342,7 +412,8 @@ fn gpu_action(command: Command) {
             _ => "The LR finder",
         };
         with_engine(|e| e.waiting = Some(command));
-        return say(place, false, format!("{what} starts as soon as the GPU self-test passes…"));
+        let test = if with_engine(|e| e.cpu.is_some()) { "CPU self-test" } else { "GPU self-test" };
+        return say(place, false, format!("{what} starts as soon as the {test} passes…"));
     }
     match command {
         Command::Train(job) => start_training(job),
@@ -357,26 +428,27 @@ fn place_of(command: &Command) -> Place {
     if matches!(command, Command::FindLr { .. }) { Place::LrFinder } else { Place::Train }
 }
 
-/// What every GPU action needs: a valid form, a WebGPU device that passed its self-test and
-/// a batch whose buffers fit it; else a message.
+/// What every GPU action needs: a valid form, a device (WebGPU, or the CPU) that passed its
+/// self-test and a batch whose buffers fit it; else a message.
 fn gpu_ready(job: &Job, place: Place) -> Option<(TrainConfig, Device)> {
     let (config, errors) = TrainConfig::from_pairs(job.form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if !errors.is_empty() {
         say(place, true, "Fix the highlighted settings first.");
         return None;
     }
-    let Some((device, limit)) =
-        with_engine(|e| e.gpu.as_ref().map(|g| (g.device.clone(), g.max_storage_buffer_binding_size)))
-    else {
-        say(place, true, "WebGPU is not available, so nothing can run on the GPU (see the status above).");
-        return None;
+    let (device, limit) = match compute_device() {
+        Ok(d) => d,
+        Err(why) => {
+            say(place, true, why);
+            return None;
+        }
     };
     let usable = with_engine(|e| e.selftest.as_ref().map(|r| r.as_ref().is_ok_and(|r| !r.usable_convs().is_empty())));
     if usable != Some(true) {
         say(place, true, "This GPU failed its self-test, so nothing runs on it (see the status above).");
         return None;
     }
-    check_limits(place, &config, limit).then_some((config, device))
+    limit.is_none_or(|limit| check_limits(place, &config, limit)).then_some((config, device))
 }
 
 /// Training and the LR finder need the data too.
@@ -426,6 +498,9 @@ async fn self_test(gpu: GpuInfo) {
         Err(e) => {
             emit(Update::SelfTest(Some((false, format!("GPU self-test could not run on {}: {e}", gpu.name)))));
             with_engine(|en| en.selftest = Some(Err(e)));
+            if with_engine(|e| e.options.device) != DeviceChoice::Gpu {
+                return use_cpu("the GPU did not answer its self-test (see above)".into()).await;
+            }
             return run_waiting();
         }
     };
@@ -444,7 +519,13 @@ async fn self_test(gpu: GpuInfo) {
         }
     }
     emit(Update::SelfTest(Some((report.passed(), report.summary(&gpu.name)))));
+    let unusable = !report.basics_ok() || usable.is_empty();
     with_engine(|e| e.selftest = Some(Ok(report)));
+    // Wrong basics would train garbage: the CPU takes over, unless the link wants the GPU only.
+    if unusable && with_engine(|e| e.options.device) != DeviceChoice::Gpu {
+        return use_cpu("this GPU failed its self-test (see above)".into()).await;
+    }
+    emit(Update::Compute(device::gpu_view(&gpu.name)));
     run_waiting();
 }
 
@@ -499,8 +580,11 @@ async fn choose_conv_if_auto(job: &Job, config: &TrainConfig, device: &Device, t
     }
     let (adapter, limit, usable) = with_engine(|e| {
         (
-            e.gpu.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
-            e.gpu.as_ref().map_or(0, |g| g.max_storage_buffer_binding_size),
+            match &e.gpu {
+                Some(g) => g.name.clone(),
+                None => device::CPU_NAME.to_string(),
+            },
+            e.gpu.as_ref().map_or(u64::MAX, |g| g.max_storage_buffer_binding_size),
             e.selftest.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.usable_convs()).unwrap_or_default(),
         )
     });
@@ -512,7 +596,7 @@ async fn choose_conv_if_auto(job: &Job, config: &TrainConfig, device: &Device, t
         .filter(|(a, _)| usable.contains(a));
     if let Some((algorithm, summary)) = remembered {
         crate::model::set_conv_algorithm(algorithm);
-        emit(Update::ConvChoice(format!("Convolutions: {} (remembered for this GPU at {at}: {summary})", algorithm.name())));
+        emit(Update::ConvChoice(format!("Convolutions: {} (remembered for this device at {at}: {summary})", algorithm.name())));
         return true;
     }
     // An algorithm whose largest buffer exceeds the adapter's binding limit is not tried.
@@ -532,12 +616,12 @@ async fn choose_conv_if_auto(job: &Job, config: &TrainConfig, device: &Device, t
         })
         .collect();
     let names: Vec<&str> = candidates.iter().map(|a| a.name()).collect();
-    emit(Update::ConvChoice(format!("Convolutions: timing {} on this GPU at {at}…", names.join(", "))));
+    emit(Update::ConvChoice(format!("Convolutions: timing {} on this device at {at}…", names.join(", "))));
     set_phase(Phase::Benchmarking);
     match choose_conv(config, train, device, &candidates, &mut WebHost).await {
         Ok(choice) => {
             let summary = choice.summary() + &excluded;
-            emit(Update::ConvChoice(format!("Convolutions: {summary} (timed on this GPU at {at})")));
+            emit(Update::ConvChoice(format!("Convolutions: {summary} (timed on this device at {at})")));
             emit(Update::ConvChosen {
                 adapter,
                 width: config.width,
@@ -822,8 +906,9 @@ fn export_metrics(csv: bool) {
 
 /// Imports weights from a picked file (either format).
 fn import_weights(file: web_sys::File) {
-    let Some(device) = with_engine(|e| e.gpu.as_ref().map(|g| g.device.clone())) else {
-        return say(Place::Weights, true, "WebGPU is not available: weights cannot be loaded onto the GPU.");
+    let device = match compute_device() {
+        Ok((d, _)) => d,
+        Err(why) => return say(Place::Weights, true, format!("Weights cannot be loaded: {why}")),
     };
     if busy() {
         return say(Place::Weights, true, "Stop training before importing weights.");
@@ -850,16 +935,16 @@ async fn predict(planar: Vec<u8>) {
         if planar.len() != IMAGE_BYTES {
             return Err(format!("expected a 32x32 RGB image ({IMAGE_BYTES} bytes), got {} bytes", planar.len()));
         }
-        let (model, norm, names, device) = with_engine(|e| {
+        let (model, norm, names) = with_engine(|e| {
             (
                 e.model.clone(),
                 e.norm,
                 e.data.as_ref().map(|d| d.class_names.clone()),
-                e.gpu.as_ref().map(|g| g.device.clone()),
             )
         });
+        let device = compute_device().ok().map(|(d, _)| d);
         let model = model.ok_or("train or import a model first")?;
-        let device = device.ok_or("WebGPU is not available")?;
+        let device = device.ok_or("no device to compute on (see the status above)")?;
         let names = names.unwrap_or_else(|| crate::data::DEFAULT_CLASS_NAMES.iter().map(|s| s.to_string()).collect());
         // Without loaded data, fall back to CIFAR-10's well-known channel statistics.
         let norm = norm.unwrap_or(Normalization { mean: [125.3, 123.0, 113.9], std: [63.0, 62.1, 66.7] });

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use burn::prelude::*;
 use burn::tensor::wgpu::{wgpu, WgpuSetup};
 
+use crate::web::protocol::GpuUnavailable;
+
 /// The adapter burn picked, for the status line.
 #[derive(Clone, Debug)]
 pub struct GpuInfo {
@@ -31,16 +33,15 @@ impl GpuInfo {
     }
 }
 
-/// Advice when WebGPU is missing or failed.
-pub const NO_WEBGPU_HELP: &str = "This app trains on your GPU through WebGPU. Use a recent \
-Chrome or Edge (113+, desktop) or Safari 26+; in Firefox enable dom.webgpu.enabled. On Linux \
-Chrome may need chrome://flags/#enable-unsafe-webgpu (and #enable-vulkan). Headless Chromium \
-needs --enable-unsafe-webgpu.";
+/// How to get WebGPU, in words for anyone.
+pub const HOW_TO_GET_WEBGPU: &str = "To train on your GPU, open this page in Chrome or Edge \
+(version 113 or later, desktop) or Safari 26+; in Firefox turn on dom.webgpu.enabled in \
+about:config. On Linux, Chrome may also need chrome://flags/#enable-unsafe-webgpu.";
 
 enum State {
     Idle,
     Busy,
-    Done(Result<GpuInfo, String>),
+    Done(Result<GpuInfo, GpuUnavailable>),
 }
 
 thread_local! {
@@ -69,7 +70,7 @@ async fn browser_adapter_name() -> Option<String> {
 }
 
 /// Initialises burn's WebGPU device once per page; later calls return the same result.
-pub async fn init() -> Result<GpuInfo, String> {
+pub async fn init() -> Result<GpuInfo, GpuUnavailable> {
     // cubecl's registrations live in static constructors: they must have run.
     crate::ctors::run_once();
     loop {
@@ -86,11 +87,19 @@ pub async fn init() -> Result<GpuInfo, String> {
     }
     GPU.with(|g| *g.borrow_mut() = State::Busy);
     let result = if !crate::web::js::has_navigator_gpu() {
-        Err(format!("WebGPU is not available in this browser (navigator.gpu is missing). {NO_WEBGPU_HELP}"))
+        Err(GpuUnavailable {
+            plain: "This browser does not offer WebGPU.".into(),
+            reason: "this browser has no WebGPU".into(),
+            detail: "navigator.gpu is missing".into(),
+        })
     } else {
         match Device::wgpu_options().init_with_setup_async().await {
             Ok((device, setup)) => Ok(describe(device, setup).await),
-            Err(e) => Err(format!("WebGPU initialisation failed: {e}. {NO_WEBGPU_HELP}")),
+            Err(e) => Err(GpuUnavailable {
+                plain: "This browser has WebGPU but no graphics adapter it lets this page use.".into(),
+                reason: "WebGPU found no usable graphics adapter".into(),
+                detail: format!("WebGPU initialisation failed: {e}"),
+            }),
         }
     };
     GPU.with(|g| *g.borrow_mut() = State::Done(result.clone()));
@@ -123,7 +132,7 @@ pub async fn replace() -> Result<GpuInfo, String> {
     let adapter = instance
         .request_adapter(&wgpu::RequestAdapterOptions::default())
         .await
-        .map_err(|e| format!("no WebGPU adapter is available any more ({e}). {NO_WEBGPU_HELP}"))?;
+        .map_err(|e| format!("no WebGPU adapter is available any more ({e}). {HOW_TO_GET_WEBGPU}"))?;
     // The adapter's own limits, as burn asks for them: large batches need its largest buffers.
     let descriptor = wgpu::DeviceDescriptor {
         label: Some("cifar10-webgpu (replacement)"),

@@ -3,6 +3,7 @@
 //! `?worker=0`, on the page's thread.
 
 pub mod commands;
+pub mod device;
 pub mod gpu;
 pub mod loader;
 pub mod worker;

@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::commands as engine;
-use crate::web::protocol::{decode, encode, Command, Update};
+use crate::web::protocol::{decode, encode, Command, DeviceChoice, Update};
 
 fn scope() -> Option<web_sys::DedicatedWorkerGlobalScope> {
     js_sys::global().dyn_into().ok()
@@ -28,8 +28,13 @@ fn post(update: Update, attachments: Vec<JsValue>) {
 
 fn on_command(message: &JsValue) {
     match decode::<Command>(message) {
-        // No WebGPU here (a browser may expose it to pages only): the page runs the engine.
-        Ok((Command::Start(_), _)) if !crate::web::js::has_navigator_gpu() => post(Update::NoWebGpuInWorker, Vec::new()),
+        // No WebGPU here but on the page (a browser may expose it to pages only): the page runs
+        // the engine, on its GPU. Without WebGPU anywhere the engine stays here, on the CPU.
+        Ok((Command::Start(options), _))
+            if !crate::web::js::has_navigator_gpu() && options.page_has_webgpu && options.device != DeviceChoice::Cpu =>
+        {
+            post(Update::NoWebGpuInWorker, Vec::new())
+        }
         Ok((command, attachments)) => engine::handle(command, attachments),
         Err(e) => web_sys::console::error_1(&format!("engine: command dropped: {e}").into()),
     }

@@ -32,6 +32,7 @@ pub fn apply(ui: Ui, update: Update, attachments: Vec<JsValue>) {
             }
             ui.gpu.set(Some(r.map(|g| g.summary)));
         }
+        Update::Compute(view) => ui.compute.set(Some(view)),
         Update::SelfTest(s) => ui.selftest.set(s),
         Update::ConvChoice(line) => ui.conv_choice.set(line),
         Update::ConvChosen { adapter, width, batch, algorithm, summary } => {

@@ -7,7 +7,7 @@ use super::actions;
 use super::charts;
 use super::link;
 use super::state::{with_shown, Ui};
-use crate::web::protocol::Phase;
+use crate::web::protocol::{DeviceChoice, Phase};
 use crate::augment::{self, Augment};
 use crate::config::{TrainConfig, BOOL_FIELDS, FORM_FIELDS, RECIPES};
 use crate::metrics::{clock, crossings_summary, first_crossings, EpochStats, TARGETS};
@@ -82,6 +82,9 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             // `?worker=0`: the engine on the page's thread, as browsers without WebGPU in
             // workers run it.
             "worker" => ui.worker.set(v != "0"),
+            // `?device=cpu` trains on the CPU where WebGPU works too (both stay tested);
+            // `?device=gpu` refuses rather than falls back. Anything else: the GPU if any.
+            "device" => ui.options.update(|o| o.device = DeviceChoice::parse(v).unwrap_or_default()),
             "bench_steps" => {
                 if let Ok(n) = v.parse::<usize>() {
                     ui.bench_steps.set(n.clamp(1, 500));
@@ -110,6 +113,7 @@ pub fn App() -> impl IntoView {
                 <div>
                     <WebGpuStatus ui=ui />
                     <SelfTestStatus ui=ui />
+                    <ComputeDevice ui=ui />
                     <p data-testid="engine-thread" class="muted">{move || ui.engine_thread.get()}</p>
                 </div>
             </header>
@@ -130,17 +134,69 @@ pub fn App() -> impl IntoView {
 /// Adapter name and limits, or what went wrong and what to do.
 #[component]
 pub fn WebGpuStatus(ui: Ui) -> impl IntoView {
+    // Without WebGPU the visitor reads what is missing, what the page does instead and how to
+    // get WebGPU; the browser's own message is one click away.
+    let cpu = move || ui.compute.get().is_some_and(|c| c.cpu);
     view! {
-        <p data-testid="webgpu-status" class=move || match ui.gpu.get() {
+        <div data-testid="webgpu-status" class=move || match ui.gpu.get() {
             None => "status pending",
             Some(Ok(_)) => "status ok",
+            Some(Err(_)) if cpu() => "status warn",
             Some(Err(_)) => "status error",
         }>
             {move || match ui.gpu.get() {
                 None => "Starting WebGPU…".to_string(),
                 Some(Ok(s)) => s,
-                Some(Err(e)) => e,
+                Some(Err(e)) => e.plain,
             }}
+            {move || ui.gpu.get().and_then(|r| r.err()).map(|e| view! {
+                <details data-testid="webgpu-detail">
+                    <summary>"Technical detail"</summary>
+                    {e.detail}
+                </details>
+            })}
+        </div>
+    }
+}
+
+/// The device training runs on and why; on the CPU, a width and batch whose epoch takes
+/// minutes, applied to the form only when the visitor asks.
+#[component]
+pub fn ComputeDevice(ui: Ui) -> impl IntoView {
+    let suggestion = move || ui.compute.get().and_then(|c| c.suggestion);
+    let differs = move || {
+        suggestion().is_some_and(|s| {
+            let form = ui.form.get();
+            let get = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+            get("width").parse::<f64>().ok() != Some(s.width) || get("batch").parse::<usize>().ok() != Some(s.batch)
+        })
+    };
+    let apply = move |_| {
+        let Some(s) = suggestion() else { return };
+        ui.form.update(|f| {
+            for (k, v) in f.iter_mut() {
+                match k.as_str() {
+                    "width" => *v = s.width.to_string(),
+                    "batch" => *v = s.batch.to_string(),
+                    _ => {}
+                }
+            }
+        });
+        sync_recipe(ui, false);
+        let _ = actions::form_config(ui);
+    };
+    view! {
+        <p data-testid="compute-device" class="muted">
+            {move || ui.compute.get().map(|c| c.line).unwrap_or_default()}
+            {move || differs().then(|| {
+                let s = suggestion();
+                let why = s.as_ref().map(|s| s.why.clone()).unwrap_or_default();
+                let label = s.map(|s| format!("Use width {}, batch {}", s.width, s.batch)).unwrap_or_default();
+                view! {
+                    " " {why} " "
+                    <button data-testid="use-cpu-suggestion" on:click=apply>{label}</button>
+                }
+            })}
         </p>
     }
 }
@@ -669,6 +725,9 @@ pub fn Weights(ui: Ui) -> impl IntoView {
 /// A GPU button's note while WebGPU starts or the self-test runs: a click then waits for the
 /// self-test and runs as soon as it passes.
 fn waits_for_selftest(ui: Ui) -> &'static str {
+    if ui.compute.get().is_some_and(|c| c.cpu && !c.ready) {
+        return " (after the CPU self-test)";
+    }
     match (ui.gpu.get(), ui.selftest.get()) {
         (None, _) | (Some(Ok(_)), None) => " (after the GPU self-test)",
         _ => "",

@@ -75,7 +75,9 @@ pub fn start(ui: Ui, apply: Apply) {
 }
 
 fn start_command(ui: Ui) -> Command {
-    Command::Start(ui.options.get_untracked())
+    let mut options = ui.options.get_untracked();
+    options.page_has_webgpu = crate::web::js::has_navigator_gpu();
+    Command::Start(options)
 }
 
 /// The engine on the page's thread: updates go straight to the signals.

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use leptos::prelude::*;
 
-use crate::web::protocol::{Phase, Place, Progress, StartOptions};
+use crate::web::protocol::{ComputeView, GpuUnavailable, Phase, Place, Progress, StartOptions};
 use crate::augment::Normalization;
 use crate::bench::StepBench;
 use crate::data::Split;
@@ -44,7 +44,10 @@ pub fn with_shown<R>(f: impl FnOnce(&mut Shown) -> R) -> R {
 /// Every signal the page reads. `Copy`, so components take it by value.
 #[derive(Clone, Copy)]
 pub struct Ui {
-    pub gpu: RwSignal<Option<Result<String, String>>>,
+    /// WebGPU's status line, or why it is not used.
+    pub gpu: RwSignal<Option<Result<String, GpuUnavailable>>>,
+    /// The device training runs on (`data-testid="compute-device"`).
+    pub compute: RwSignal<Option<ComputeView>>,
     /// The self-test line: passed, and what it says.
     pub selftest: RwSignal<Option<(bool, String)>>,
     /// The link's settings the engine acts on (sent with `Command::Start`).
@@ -100,6 +103,7 @@ impl Ui {
     pub fn new() -> Self {
         Self {
             gpu: RwSignal::new(None),
+            compute: RwSignal::new(None),
             selftest: RwSignal::new(None),
             options: RwSignal::new(Default::default()),
             worker: RwSignal::new(true),
