@@ -732,3 +732,35 @@ fn lr_finder_and_benchmark_run_in_micro_batches() {
     assert!(bench.summary().contains("batch 32 as 3 x 10-11 ·"), "{}", bench.summary());
 }
 
+
+/// A whole epoch in micro-batches: the loop, the read-backs and an evaluation whose passes are
+/// capped at the micro-batch (3 passes of at most 16 for 40 test images), which gives the
+/// same figures as one pass of all 40: evaluation normalises with running statistics, image
+/// by image.
+#[test]
+fn an_epoch_in_micro_batches_trains_and_evaluates_in_capped_passes() {
+    use cifar10_webgpu::train::{evaluate, EvalView};
+    let data = sample_data();
+    let config = TrainConfig::new()
+        .with_epochs(1)
+        .with_batch_size(32)
+        .with_width(0.0625)
+        .with_train_subset(Some(128))
+        .with_test_subset(Some(40))
+        .with_micro_batch(Some(16));
+    assert_eq!(config.eval_pass(), 16);
+    let mut trainer = Trainer::new(config, &data, &Device::flex()).unwrap();
+    pollster::block_on(trainer.run(&data, &mut TestHost::new())).unwrap();
+    assert_eq!((trainer.step, trainer.log.config["micro_batch"].as_u64()), (4, Some(16)));
+    let epoch = &trainer.log.epochs[0];
+    assert!(epoch.train_loss.is_finite() && epoch.test_loss.is_finite(), "{epoch:?}");
+    let capped = trainer.last_evaluation.clone().unwrap();
+    assert_eq!(capped.images, 40);
+    let test = data.subset(None, Some(40)).test;
+    let view = EvalView { logit_scale: 1.0, tta: 0 };
+    let one_pass =
+        pollster::block_on(evaluate(&trainer.model, &test, &trainer.norm, 500, 32, view, &trainer.device, &mut TestHost::new()))
+            .unwrap();
+    assert_eq!((one_pass.confusion, one_pass.wrong), (capped.confusion.clone(), capped.wrong));
+    assert!((one_pass.loss - capped.loss).abs() <= 1e-5 * capped.loss.abs(), "{} vs {}", one_pass.loss, capped.loss);
+}
