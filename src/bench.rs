@@ -2,7 +2,6 @@
 //! update) on whatever device it is given. The CLI's `--bench` and the page's Benchmark button
 //! both call it, so native and browser figures measure the same work.
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +18,9 @@ use crate::train::{batch_tensors, device_error, proceed, Host, Probe, TrainError
 pub struct StepBench {
     pub width: f64,
     pub batch: usize,
+    /// The most images a pass took (`TrainConfig::micro_batch`; None: the whole batch).
+    #[serde(default)]
+    pub micro_batch: Option<usize>,
     /// Timed steps (after the warm-up).
     pub steps: usize,
     /// Warm-up steps: kernel compilation and autotuning happen here.
@@ -54,7 +56,7 @@ impl StepBench {
             self.images_per_sec,
             self.host_ms_per_step,
             self.width,
-            self.batch,
+            crate::micro::split_summary(self.batch, self.micro_batch),
             self.conv,
             self.steps,
             self.warmup_steps,
@@ -125,9 +127,9 @@ pub async fn bench_steps<H: Host>(
         let batch = augment::make_batch(train, &indices, aug, &norm, &mut rng);
         prep_ms += host.now_ms() - prep_start;
         let (images, labels) = batch_tensors(batch, &device);
-        let loss = objective.loss(objective.logits(&model, images), labels);
-        let grads = objective.adjust(GradientsParams::from_grads(loss.backward(), &model));
-        model = optim.step(lr, model, grads);
+        // Split as training splits it: the step timed is the step trained.
+        let (_, _, grads) = objective.backward(&model, images, labels, config.micro_batch);
+        model = optim.step(lr, model, objective.adjust(grads));
         // Everything above ran on this thread without waiting for the GPU: nothing is read.
         host_ms += host.now_ms() - prep_start;
         host.yield_now().await;
@@ -139,6 +141,7 @@ pub async fn bench_steps<H: Host>(
     Ok(StepBench {
         width: config.width,
         batch: config.batch_size,
+        micro_batch: config.micro_batch,
         steps,
         warmup_steps: warmup,
         warmup_ms,

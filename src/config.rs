@@ -56,6 +56,14 @@ pub struct TrainConfig {
     /// How many of the most confident mistakes to keep after each evaluation.
     #[config(default = 32)]
     pub mistakes: usize,
+    /// The most images one forward/backward pass takes, in images (None: the whole batch).
+    /// A batch larger than this trains as the fewest equal micro-batches that fit, their
+    /// gradients summed into one optimiser step at the batch's LR and schedule; BatchNorm
+    /// normalises each micro-batch with its own statistics. Evaluation passes are capped at it
+    /// too. Set from the device's limits (`micro::micro_batches`), not a hyper-parameter: it is
+    /// no form field, but the run log records it.
+    #[config(default = "None")]
+    pub micro_batch: Option<usize>,
 
     // The tricks of the `fast` preset (see `TrainConfig::preset`). Each is off by default, so
     // the default config stays the seed's recipe exactly.
@@ -88,6 +96,14 @@ pub struct TrainConfig {
     /// passes). Earlier epochs evaluate on the image only, to keep their cost.
     #[config(default = 0)]
     pub tta: usize,
+}
+
+impl TrainConfig {
+    /// Images per evaluation pass: `eval_batch`, capped at `micro_batch` (a forward pass's
+    /// largest buffer grows with its images as a training pass's does).
+    pub fn eval_pass(&self) -> usize {
+        self.micro_batch.map_or(self.eval_batch, |m| m.min(self.eval_batch)).max(1)
+    }
 }
 
 /// The named recipes: `seed` (the default, the seed's exact recipe) and `fast`.
@@ -168,6 +184,9 @@ impl TrainConfig {
         }
         if self.read_every == 0 || self.eval_batch == 0 {
             errors.push("read_every and eval_batch must be positive".to_string());
+        }
+        if self.micro_batch == Some(0) {
+            errors.push("micro_batch must be at least 1 image".to_string());
         }
         if !(self.logit_scale.is_finite() && self.logit_scale > 0.0 && self.logit_scale <= 100.0) {
             errors.push("logit_scale must be in (0, 100]".to_string());

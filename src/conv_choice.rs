@@ -8,6 +8,7 @@ use burn::prelude::*;
 use crate::bench::bench_steps;
 use crate::config::TrainConfig;
 use crate::data::Split;
+use crate::micro::micro_batches;
 use crate::model::{conv_algorithm, set_conv_algorithm, ConvAlgorithm};
 use crate::train::{Control, Event, Host, Probe, TrainError};
 
@@ -121,12 +122,29 @@ impl<H: Host> Host for Capped<'_, H> {
 /// whole measurement after it started is stopped and reported as such; one that fails (a
 /// kernel refused by the device) is reported with its error. A user stop ends the choice with
 /// `TrainError::Stopped` and leaves the algorithm as it was; so does an error when no candidate
-/// could be timed.
+/// could be timed. Every candidate steps in `config.micro_batch` passes as given.
 pub async fn choose_conv<H: Host>(
     config: &TrainConfig,
     train: &Split,
     device: &Device,
     candidates: &[ConvAlgorithm],
+    host: &mut H,
+) -> Result<ConvChoice, TrainError> {
+    choose_conv_within(config, train, device, candidates, None, host).await
+}
+
+/// [`choose_conv`] on a device whose storage bindings hold at most `limit` bytes (the
+/// adapter's `maxStorageBufferBindingSize`): each candidate is timed in the micro-batches it
+/// would train in (`micro::micro_batches`; im2col's 4.5x larger buffer can mean more passes
+/// than the others need, and that cost is part of its time), or in `config.micro_batch`
+/// passes where those are smaller. A candidate that cannot fit even one image is reported
+/// with the figures, not timed. `None`: as [`choose_conv`].
+pub async fn choose_conv_within<H: Host>(
+    config: &TrainConfig,
+    train: &Split,
+    device: &Device,
+    candidates: &[ConvAlgorithm],
+    limit: Option<u64>,
     host: &mut H,
 ) -> Result<ConvChoice, TrainError> {
     let before = conv_algorithm();
@@ -144,11 +162,25 @@ pub async fn choose_conv<H: Host>(
             timings.push(Timing { algorithm, ms_per_step: Err("not on this device".into()) });
             continue;
         }
+        let split_config = match limit.map(|l| micro_batches(config.batch_size, config.width, algorithm, l)) {
+            None => config.clone(),
+            Some(Ok(split)) => {
+                let most = match (split.micro_batch(), config.micro_batch) {
+                    (Some(fit), Some(given)) => Some(fit.min(given)),
+                    (fit, given) => fit.or(given),
+                };
+                config.clone().with_micro_batch(most)
+            }
+            Some(Err(why)) => {
+                timings.push(Timing { algorithm, ms_per_step: Err(why) });
+                continue;
+            }
+        };
         set_conv_algorithm(algorithm);
         let start = host.now_ms();
         let cap = best.map(|(_, _, total)| total * CAP_FACTOR);
         let mut capped = Capped { host: &mut *host, deadline_ms: cap.map_or(f64::INFINITY, |c| start + c), capped: std::cell::Cell::new(false) };
-        let result = bench_steps(config, train, device, WARMUP_STEPS, TIMED_STEPS, &mut capped).await;
+        let result = bench_steps(&split_config, train, device, WARMUP_STEPS, TIMED_STEPS, &mut capped).await;
         let was_capped = capped.capped.get();
         let total = host.now_ms() - start;
         let ms_per_step = match result {

@@ -13,6 +13,7 @@ pub mod fuzz;
 pub mod kernels;
 pub mod lr_finder;
 pub mod metrics;
+pub mod micro;
 pub mod model;
 pub mod optim;
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,7 +1,6 @@
 //! LR range test: an exponential sweep of the learning rate over a few hundred steps on a fresh
 //! copy of the model, recording the smoothed loss.
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -117,11 +116,11 @@ pub async fn find_lr<H: Host>(
         let batch = augment::make_batch(&data.train, &indices, aug, &norm, &mut rng);
         let (images, labels) = batch_tensors(batch, &device);
         let lr = finder.start_lr * (ratio * step as f64 / (steps - 1) as f64).exp();
-        let loss = objective.loss(objective.logits(&model, images), labels);
-        pending.push(loss.clone().detach());
+        // Split as training splits it, so the LR found is for the steps training will take.
+        let (loss, _, grads) = objective.backward(&model, images, labels, train.micro_batch);
+        pending.push(loss);
         result.lrs.push(lr);
-        let grads = objective.adjust(GradientsParams::from_grads(loss.backward(), &model));
-        model = optim.step(lr, model, grads);
+        model = optim.step(lr, model, objective.adjust(grads));
 
         if pending.len() >= finder.read_every || step + 1 == steps {
             let losses = Tensor::cat(std::mem::take(&mut pending), 0)

@@ -221,13 +221,20 @@ impl ConvPoolBn {
     }
 }
 
-/// Bytes of the largest buffer of a training step: the first layer1 convolution's output,
-/// `batch x c1 x 32 x 32` floats, before pooling; with im2col convolutions, that layer's
-/// column matrix, `batch x (c0 x 9) x 32 x 32`. Checked against the adapter's
-/// `maxStorageBufferBindingSize` before training.
+/// Bytes of the largest buffer of a training step with the process's convolution algorithm
+/// (see [`largest_activation_bytes_with`]).
 pub fn largest_activation_bytes(batch: usize, width: f64) -> u64 {
+    largest_activation_bytes_with(conv_algorithm(), batch, width)
+}
+
+/// Bytes of the largest buffer of a training pass over `batch` images: the first layer1
+/// convolution's output, `batch x c1 x 32 x 32` floats, before pooling; with im2col
+/// convolutions, that layer's column matrix, `batch x (c0 x 9) x 32 x 32`. Checked against the
+/// adapter's `maxStorageBufferBindingSize` before training (`micro::micro_batches` splits a
+/// batch that exceeds it).
+pub fn largest_activation_bytes_with(algorithm: ConvAlgorithm, batch: usize, width: f64) -> u64 {
     let [c0, c1, _, _] = channels(width);
-    let per_pixel = match conv_algorithm() {
+    let per_pixel = match algorithm {
         ConvAlgorithm::Burn | ConvAlgorithm::Gemm => c1,
         ConvAlgorithm::Im2col => c1.max(c0 * 9),
     };

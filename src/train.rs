@@ -226,13 +226,13 @@ impl Trainer {
     /// LR and momentum for `self.step`: forward in training mode (BatchNorm on batch
     /// statistics, running statistics updated), mean cross-entropy (of scaled logits, label
     /// smoothed, when the recipe says so), backward, Nesterov SGD.
-    /// Returns the loss and the detached logits, still on the device, and the LR used.
+    /// With `config.micro_batch` smaller than the batch, forward and backward run in
+    /// micro-batches whose gradients are summed into the one step (`Objective::backward`).
+    /// Returns the batch's loss and the detached logits, still on the device, and the LR used.
     pub fn train_step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<2>, f64, f64) {
-        let logits = self.objective.logits(&self.model, images);
-        let loss = self.objective.loss(logits.clone(), labels);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let (loss, logits, grads) = self.objective.backward(&self.model, images, labels, self.config.micro_batch);
         let (lr, momentum) = self.apply_gradients(grads);
-        (loss.detach(), logits.detach(), lr, momentum)
+        (loss, logits, lr, momentum)
     }
 
     /// The optimiser half of [`Trainer::train_step`]: the recipe's BatchNorm gradient rules,
@@ -255,6 +255,19 @@ impl Trainer {
             }
         }
         (lr, momentum)
+    }
+
+    /// Sets the most images one pass takes (`TrainConfig::micro_batch`) for the steps to come:
+    /// a device's limits, not the recipe, so a run resumed on another device may need another
+    /// split. The run log's config records it.
+    pub fn set_micro_batch(&mut self, micro_batch: Option<usize>) -> Result<(), TrainError> {
+        let config = self.config.clone().with_micro_batch(micro_batch);
+        config.validate().map_err(TrainError::Invalid)?;
+        if let Some(logged) = self.log.config.as_object_mut() {
+            logged.insert("micro_batch".into(), serde_json::json!(micro_batch));
+        }
+        self.config = config;
+        Ok(())
     }
 
     /// Whether all epochs are done.
@@ -391,7 +404,7 @@ impl Trainer {
         let tta = if self.epoch + 1 == cfg.epochs { cfg.tta } else { 0 };
         let view = EvalView { logit_scale: cfg.logit_scale, tta };
         let evaluation =
-            evaluate(&self.model, &data.test, &self.norm, cfg.eval_batch, cfg.mistakes, view, &self.device, host)
+            evaluate(&self.model, &data.test, &self.norm, cfg.eval_pass(), cfg.mistakes, view, &self.device, host)
                 .await?;
         let end = host.now_ms();
         self.elapsed_ms += end - epoch_start;

@@ -6,10 +6,11 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 
 use crate::config::TrainConfig;
+use crate::micro::split_sizes;
 use crate::model::{param_ids, sync_running_stats, ResNet9};
 
 /// The training loss and gradient rules of a recipe, shared by the trainer, the LR finder and
@@ -49,6 +50,45 @@ impl Objective {
     /// Mean (label-smoothed) cross-entropy of scaled logits.
     pub fn loss(&self, logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
         self.loss.forward(logits, labels)
+    }
+
+    /// The forward and backward passes of one optimiser step over a batch: the batch's mean
+    /// loss (detached), its logits as the loss saw them (detached) and the gradients of the
+    /// mean loss, before [`Objective::adjust`]. With `micro_batch` below the batch's size the
+    /// images go through in the fewest passes of at most that many (`micro::split_sizes`),
+    /// each pass's loss weighted by its share of the batch so the gradients summed over the
+    /// passes are those of the batch's mean loss, except for BatchNorm: each pass normalises
+    /// with its own statistics and updates the running statistics once. Each pass's graph is
+    /// freed by its backward before the next is built, which is what bounds the buffers.
+    /// Otherwise: one pass, the operations of an unsplit step and nothing more.
+    pub fn backward(
+        &self,
+        model: &ResNet9,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+        micro_batch: Option<usize>,
+    ) -> (Tensor<1>, Tensor<2>, GradientsParams) {
+        let batch = images.dims()[0];
+        let sizes = split_sizes(batch, micro_batch);
+        if sizes.len() <= 1 {
+            let logits = self.logits(model, images);
+            let loss = self.loss(logits.clone(), labels);
+            let grads = GradientsParams::from_grads(loss.backward(), model);
+            return (loss.detach(), logits.detach(), grads);
+        }
+        let mut accumulator = GradientsAccumulator::<ResNet9>::new();
+        let (mut losses, mut all_logits) = (Vec::with_capacity(sizes.len()), Vec::with_capacity(sizes.len()));
+        let mut start = 0;
+        for size in sizes {
+            let logits = self.logits(model, images.clone().narrow(0, start, size));
+            let share = size as f64 / batch as f64;
+            let loss = self.loss(logits.clone(), labels.clone().narrow(0, start, size)).mul_scalar(share);
+            accumulator.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
+            losses.push(loss.detach());
+            all_logits.push(logits.detach());
+            start += size;
+        }
+        (Tensor::cat(losses, 0).sum(), Tensor::cat(all_logits, 0), accumulator.grads())
     }
 
     /// Applies the BatchNorm rules to a step's gradients: frozen scales lose their gradient (so

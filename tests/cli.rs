@@ -27,10 +27,11 @@ fn cli_trains_the_fast_recipe_and_names_bad_flags() {
     assert_eq!(log["epochs"][0]["tta"], 1);
     std::fs::remove_dir_all(&out).unwrap();
 
-    // `--conv auto` times each algorithm flex runs (not gemm) and benchmarks with the fastest.
+    // `--conv auto` times each algorithm flex runs (not gemm) and benchmarks with the fastest,
+    // both in the micro-batches `--micro-batch` asks for.
     let run = Command::new(env!("CARGO_BIN_EXE_train"))
         .args(["--data", &common::sample_dir().display().to_string(), "--conv", "auto"])
-        .args(["--width", "0.0625", "--batch", "8", "--bench", "1"])
+        .args(["--width", "0.0625", "--batch", "8", "--micro-batch", "4", "--bench", "1"])
         .output()
         .expect("train runs");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -41,12 +42,14 @@ fn cli_trains_the_fast_recipe_and_names_bad_flags() {
     let chosen = line.split("→ ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_default();
     assert!(["burn", "im2col"].contains(&chosen), "{line}");
     assert!(stdout.contains(&format!("conv {chosen} ·")), "the benchmark runs with the choice: {stdout}");
+    assert!(stdout.contains("batch 8 as 2 x 4 ·"), "the benchmark's step ran as two passes: {stdout}");
 
     for (args, expect) in [
         (&["--recipe", "turbo"][..], "--recipe takes seed or fast, not turbo"),
         (&["--label-smoothing", "2"][..], "--label-smoothing: at least 0 and below 1"),
         (&["--lookahead", "perhaps"][..], "--lookahead: true or false"),
         (&["--conv", "fastest"][..], "--conv takes burn, im2col, gemm or auto"),
+        (&["--micro-batch", "0"][..], "--micro-batch must be at least 1"),
         // Our GEMM kernels need a CubeCL device; flex refuses them instead of running another.
         (&["--conv", "gemm"][..], "--conv gemm needs a CubeCL backend (--backend wgpu or vulkan), not flex"),
     ] {

@@ -6,7 +6,7 @@ mod common;
 
 use burn::prelude::*;
 use cifar10_webgpu::config::TrainConfig;
-use cifar10_webgpu::conv_choice::{choose_conv, TIMED_STEPS};
+use cifar10_webgpu::conv_choice::{choose_conv, choose_conv_within, TIMED_STEPS};
 use cifar10_webgpu::data::Split;
 use cifar10_webgpu::model::{conv_algorithm, set_conv_algorithm, ConvAlgorithm};
 use cifar10_webgpu::train::{Control, Event, Host, TrainError};
@@ -70,4 +70,23 @@ fn auto_choice_times_burn_and_im2col_on_flex_and_keeps_the_faster() {
     let none = pollster::block_on(choose_conv(&config, &train, &device, &[ConvAlgorithm::Gemm], &mut host));
     assert!(matches!(&none, Err(TrainError::Device(m)) if m.contains("gemm: not on this device")), "{none:?}");
     assert_eq!(conv_algorithm(), fastest);
+
+    // Under a binding limit each candidate steps in the micro-batches it needs. 64 KiB holds
+    // two images' 8 x 32 x 32 floats with burn's convolutions (32 KiB an image at this width)
+    // but not one image's im2col columns (36 floats a pixel, 144 KiB): im2col is refused with
+    // the figures, burn timed in 4 passes of 2 and chosen.
+    let within = pollster::block_on(choose_conv_within(
+        &config,
+        &train,
+        &device,
+        &[ConvAlgorithm::Im2col, ConvAlgorithm::Burn],
+        Some(64 << 10),
+        &mut host,
+    ))
+    .unwrap();
+    println!("conv choice within 64 KiB: {}", within.summary());
+    let refused = within.timings[0].ms_per_step.clone().unwrap_err();
+    assert!(refused.contains("0.14 MiB buffer") && refused.contains("0.06 MiB per binding"), "{refused}");
+    assert!(within.ms_per_step(ConvAlgorithm::Burn).is_some_and(|ms| ms > 0.0), "{within:?}");
+    assert_eq!((within.chosen, conv_algorithm()), (ConvAlgorithm::Burn, ConvAlgorithm::Burn));
 }

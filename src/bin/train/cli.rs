@@ -26,6 +26,9 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--max-minutes M]  (stop after the epoch that crosses M minutes)
   [--save-state DIR]  (after every epoch: weights, momentum and position, for --resume)
   [--resume DIR]  (go on from a saved state; the recipe comes from it)
+  [--micro-batch N]  (at most N images a forward/backward pass: a bigger batch trains as the
+                     fewest equal micro-batches, gradients summed into one step; for GPUs whose
+                     buffers cannot hold the batch; may change on --resume)
   [--conv burn|im2col|gemm|auto]  (how the 3x3 convolutions are computed; same results; gemm: wgpu/vulkan only;
                              auto: time a few steps with each on the device first and keep the fastest)
    or: train --self-test [--backend flex|wgpu|vulkan]
@@ -68,6 +71,8 @@ struct Args {
     resume: Option<PathBuf>,
     /// `--conv auto`: time each algorithm on the device before the run.
     auto_conv: bool,
+    /// `--micro-batch N`, kept apart from `config` because it also applies to a resumed run.
+    micro_batch: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -87,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
     let (mut lr_find, mut bench, mut gpu_memory, mut max_minutes) = (false, None, false, None);
     let mut peak_given = false;
     let mut auto_conv = false;
+    let mut micro_batch = None;
     let (mut save_state, mut resume, mut recipe_flag) = (None, None, None);
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         v.ok_or(format!("{flag} needs a value"))?
@@ -121,6 +127,13 @@ fn parse_args() -> Result<Args, String> {
             "--test-subset" => c.test_subset = Some(num(&a, it.next())?),
             "--seed" => c.seed = num(&a, it.next())?,
             "--read-every" => c.read_every = num(&a, it.next())?,
+            "--micro-batch" => {
+                let n: usize = num(&a, it.next())?;
+                if n == 0 {
+                    return Err("--micro-batch must be at least 1".into());
+                }
+                micro_batch = Some(n);
+            }
             "--backend" => backend = it.next().ok_or("--backend needs a value")?,
             "--out" => out = it.next().map(PathBuf::from).ok_or("--out needs a value")?,
             "--lr-find" => lr_find = true,
@@ -150,6 +163,7 @@ fn parse_args() -> Result<Args, String> {
         // Keep the recipe's proportion (peak at 5 of 24) when only the length changes.
         c.peak_epoch = TrainConfig::scaled_peak(c.epochs);
     }
+    c.micro_batch = micro_batch.or(c.micro_batch);
     c.validate()?;
     Ok(Args {
         data: data.ok_or(format!("--data is required\n{USAGE}"))?,
@@ -163,6 +177,7 @@ fn parse_args() -> Result<Args, String> {
         save_state,
         resume,
         auto_conv,
+        micro_batch,
     })
 }
 
@@ -338,12 +353,19 @@ fn run() -> Result<(), String> {
     }
     let mut trainer = match &args.resume {
         Some(dir) => {
-            let t = Trainer::resume(dir, &data, &device)?;
+            let mut t = Trainer::resume(dir, &data, &device)?;
+            if args.micro_batch.is_some() {
+                t.set_micro_batch(args.micro_batch).map_err(|e| e.to_string())?;
+            }
             println!("resumed from {} after epoch {} (step {})", dir.display(), t.epoch, t.step);
             t
         }
         None => Trainer::new(args.config.clone(), &data, &device).map_err(|e| e.to_string())?,
     };
+    if let Some(most) = trainer.config.micro_batch.filter(|&m| m < trainer.config.batch_size) {
+        let split = cifar10_webgpu::micro::split_summary(trainer.config.batch_size, Some(most));
+        println!("batch {split}: gradients of the micro-batches summed into one step (--micro-batch {most})");
+    }
     let outcome = train_epochs(&mut trainer, &data, &mut host, args.save_state.as_deref());
     match &outcome {
         Err(TrainError::Stopped) if trainer.epoch < trainer.config.epochs => {
