@@ -56,6 +56,9 @@ pub struct StartOptions {
     pub count_gpu_calls: bool,
     /// `?device=`: the GPU where there is one (default), the CPU, or the GPU only.
     pub device: DeviceChoice,
+    /// Test-only (`?test_max_binding_mib=N`): the storage-binding limit is at most N MiB, so a
+    /// narrow net exercises the micro-batches a small adapter needs.
+    pub max_binding_mib: Option<u64>,
     /// Whether the page's own thread has `navigator.gpu`: a worker without it then hands the
     /// engine to the page (GPU there) instead of training on the CPU.
     pub page_has_webgpu: bool,
@@ -140,6 +143,8 @@ pub enum Update {
     Gpu(Result<GpuView, GpuUnavailable>),
     /// The device training runs on, and why.
     Compute(ComputeView),
+    /// How the batch is split to fit the binding limit (`None`: whole).
+    Split(Option<String>),
     SelfTest(Option<(bool, String)>),
     ConvChoice(String),
     /// A timed choice, for the page to remember per adapter, width and batch.

@@ -19,10 +19,10 @@ use crate::web::protocol::{
 };
 use crate::augment::Normalization;
 use crate::config::TrainConfig;
-use crate::conv_choice::choose_conv;
+use crate::conv_choice::choose_conv_within;
 use crate::data::{Cifar10, DataError, IMAGE_BYTES};
 use crate::lr_finder::{find_lr, LrFinderConfig};
-use crate::model::{largest_activation_bytes, max_batch_for, ConvAlgorithm, ResNet9};
+use crate::model::{ConvAlgorithm, ResNet9};
 use crate::saved::SavedRun;
 use crate::train::{Control, Event, Host, TrainError, Trainer};
 use crate::weights;
@@ -437,7 +437,7 @@ fn gpu_ready(job: &Job, place: Place) -> Option<(TrainConfig, Device)> {
         return None;
     }
     let (device, limit) = match compute_device() {
-        Ok(d) => d,
+        Ok((device, limit)) => (device, binding_limit(limit)),
         Err(why) => {
             say(place, true, why);
             return None;
@@ -448,7 +448,8 @@ fn gpu_ready(job: &Job, place: Place) -> Option<(TrainConfig, Device)> {
         say(place, true, "This GPU failed its self-test, so nothing runs on it (see the status above).");
         return None;
     }
-    limit.is_none_or(|limit| check_limits(place, &config, limit)).then_some((config, device))
+    let mut config = config;
+    split_batch(place, &mut config, limit).then_some((config, device))
 }
 
 /// Training and the LR finder need the data too.
@@ -461,31 +462,40 @@ fn ready(job: &Job, place: Place) -> Option<(TrainConfig, Device, Rc<Cifar10>)> 
     Some((config, device, data))
 }
 
-/// Refuses a batch whose largest activation exceeds the adapter's storage-binding limit.
-fn check_limits(place: Place, config: &TrainConfig, limit: u64) -> bool {
-    let need = largest_activation_bytes(config.batch_size, config.width);
-    if need > limit {
-        say(
-            place,
-            true,
-            format!(
-                "Batch {} needs a {} MiB buffer but this GPU allows {} MiB per binding \
-                 (maxStorageBufferBindingSize). The largest batch that fits at width {} is {}{}.",
-                config.batch_size,
-                need >> 20,
-                limit >> 20,
-                config.width,
-                max_batch_for(limit, config.width),
-                if crate::model::conv_algorithm() == ConvAlgorithm::Im2col {
-                    " with im2col convolutions (?conv=im2col needs 4.5x the memory)"
-                } else {
-                    ""
-                }
-            ),
-        );
-        return false;
+/// Splits the batch into the fewest micro-batches whose largest buffer fits the device's
+/// binding limit (`config.micro_batch`; gradients accumulate, one optimiser step per batch) and
+/// says so in `micro-batch`; refuses (with the figures) only what does not fit as single images.
+fn split_batch(place: Place, config: &mut TrainConfig, limit: Option<u64>) -> bool {
+    let Some(limit) = limit else {
+        config.micro_batch = None;
+        emit(Update::Split(None));
+        return true;
+    };
+    match crate::micro::micro_batches(config.batch_size, config.width, crate::model::conv_algorithm(), limit) {
+        Ok(split) => {
+            config.micro_batch = split.micro_batch();
+            let device = if with_engine(|e| e.gpu.is_some()) { "this GPU" } else { "this device" };
+            emit(Update::Split(config.micro_batch.map(|_| {
+                format!("Batch {}: {device} allows {} MiB per binding (maxStorageBufferBindingSize); gradients of the passes add up to one optimiser step, BatchNorm normalises each pass with its own statistics.", split.summary(), limit >> 20)
+            })));
+            true
+        }
+        Err(e) => {
+            emit(Update::Split(None));
+            say(place, true, e);
+            false
+        }
     }
-    true
+}
+
+/// The storage-binding limit that bounds one buffer: the adapter's, lowered by the test-only
+/// `?test_max_binding_mib=N` (on the CPU, which has none, that alone).
+fn binding_limit(adapter: Option<u64>) -> Option<u64> {
+    let test = with_engine(|e| e.options.max_binding_mib).map(|mib| mib << 20);
+    match (adapter, test) {
+        (Some(a), Some(t)) => Some(a.min(t)),
+        (a, t) => a.or(t),
+    }
 }
 
 /// Runs the GPU self-test once WebGPU is up; a convolution algorithm that fails is replaced by
@@ -539,14 +549,14 @@ fn run_waiting() {
 
 /// Starts a training run.
 fn start_training(job: Job) {
-    let Some((config, device, data)) = ready(&job, Place::Train) else { return };
+    let Some((mut config, device, data)) = ready(&job, Place::Train) else { return };
     control().set(Control::Run);
     // Busy from the click on: the choice below may take seconds.
     let before = phase();
     set_phase(Phase::Benchmarking);
     spawn_local(async move {
         // The convolutions first (auto mode): the run then uses the fastest.
-        if !choose_conv_if_auto(&job, &config, &device, &data.train).await {
+        if !choose_conv_if_auto(&job, &mut config, &device, &data.train).await {
             set_phase(before);
             return;
         }
@@ -574,20 +584,21 @@ async fn begin_training(config: TrainConfig, device: Device, data: Rc<Cifar10>) 
 /// the page remembers, or else each algorithm that passed the self-test and whose buffers fit
 /// is timed on `train` (a few steps each; the phase shows "Measuring…" meanwhile). `false`:
 /// the action should not go on (stopped, or nothing could be timed; the message says so).
-async fn choose_conv_if_auto(job: &Job, config: &TrainConfig, device: &Device, train: &crate::data::Split) -> bool {
+async fn choose_conv_if_auto(job: &Job, config: &mut TrainConfig, device: &Device, train: &crate::data::Split) -> bool {
     if !with_engine(|e| e.conv_auto) {
         return true;
     }
-    let (adapter, limit, usable) = with_engine(|e| {
+    let (adapter, adapter_limit, usable) = with_engine(|e| {
         (
             match &e.gpu {
                 Some(g) => g.name.clone(),
                 None => device::CPU_NAME.to_string(),
             },
-            e.gpu.as_ref().map_or(u64::MAX, |g| g.max_storage_buffer_binding_size),
+            e.gpu.as_ref().map(|g| g.max_storage_buffer_binding_size),
             e.selftest.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.usable_convs()).unwrap_or_default(),
         )
     });
+    let limit = binding_limit(adapter_limit);
     let at = format!("width {}, batch {}", config.width, config.batch_size);
     let remembered = job
         .remembered_conv
@@ -597,29 +608,27 @@ async fn choose_conv_if_auto(job: &Job, config: &TrainConfig, device: &Device, t
     if let Some((algorithm, summary)) = remembered {
         crate::model::set_conv_algorithm(algorithm);
         emit(Update::ConvChoice(format!("Convolutions: {} (remembered for this device at {at}: {summary})", algorithm.name())));
-        return true;
+        return split_batch(Place::Train, config, limit);
     }
-    // An algorithm whose largest buffer exceeds the adapter's binding limit is not tried.
-    let before = crate::model::conv_algorithm();
-    let fits = |a: ConvAlgorithm| {
-        crate::model::set_conv_algorithm(a);
-        largest_activation_bytes(config.batch_size, config.width) <= limit
-    };
-    let candidates: Vec<ConvAlgorithm> = usable.iter().copied().filter(|&a| fits(a)).collect();
-    crate::model::set_conv_algorithm(before);
+    // Each algorithm is timed in the micro-batches its own buffers need under the binding
+    // limit; one that cannot fit even single images is reported, not timed.
+    let candidates = usable.clone();
     let excluded: String = ConvAlgorithm::ALL
         .iter()
         .filter(|a| !candidates.contains(a))
         .map(|a| {
-            let why = if usable.contains(a) { "too large for this GPU's buffers" } else { "failed the GPU self-test" };
+            let why = if a.available(device) { "failed the self-test" } else { "a GPU kernel" };
             format!(" · {} not tried ({why})", a.name())
         })
         .collect();
     let names: Vec<&str> = candidates.iter().map(|a| a.name()).collect();
     emit(Update::ConvChoice(format!("Convolutions: timing {} on this device at {at}…", names.join(", "))));
     set_phase(Phase::Benchmarking);
-    match choose_conv(config, train, device, &candidates, &mut WebHost).await {
+    match choose_conv_within(config, train, device, &candidates, limit, &mut WebHost).await {
         Ok(choice) => {
+            if !split_batch(Place::Train, config, limit) {
+                return false;
+            }
             let summary = choice.summary() + &excluded;
             emit(Update::ConvChoice(format!("Convolutions: {summary} (timed on this device at {at})")));
             emit(Update::ConvChosen {
@@ -771,10 +780,18 @@ fn continue_on_new_device() {
         // The page shows the run as saved: an epoch that ended after the copy is trained again.
         emit(Update::RunLog { epochs: saved.state.log.epochs.clone(), batches: Some(saved.state.log.batches.clone()) });
         with_engine(|e| e.log = saved.state.log.clone());
-        let trainer = match Trainer::from_saved(saved, &data, &gpu.device) {
+        let mut trainer = match Trainer::from_saved(saved, &data, &gpu.device) {
             Ok(t) => t,
             Err(e) => return say(Place::Train, true, format!("The run cannot continue: {e}")),
         };
+        // The new device may bind less per buffer than the old one: its own split.
+        let mut config = trainer.config.clone();
+        if !split_batch(Place::Train, &mut config, binding_limit(Some(gpu.max_storage_buffer_binding_size))) {
+            return;
+        }
+        if let Err(e) = trainer.set_micro_batch(config.micro_batch) {
+            return say(Place::Train, true, format!("The run cannot continue: {e}"));
+        }
         control().set(Control::Run);
         set_phase(Phase::Running);
         say(Place::Train, false, format!("Continuing from epoch {epoch} on a new GPU device."));
@@ -784,7 +801,7 @@ fn continue_on_new_device() {
 
 /// Times training steps at the form's width and batch; on random images when no data is loaded.
 fn run_benchmark(job: Job, steps: usize) {
-    let Some((config, device)) = gpu_ready(&job, Place::Train) else { return };
+    let Some((mut config, device)) = gpu_ready(&job, Place::Train) else { return };
     let data = with_engine(|e| e.data.clone());
     control().set(Control::Run);
     emit(Update::Bench(None));
@@ -800,7 +817,7 @@ fn run_benchmark(job: Job, steps: usize) {
                 &synthetic
             }
         };
-        if !choose_conv_if_auto(&job, &config, &device, train).await {
+        if !choose_conv_if_auto(&job, &mut config, &device, train).await {
             set_phase(phase_before);
             return;
         }
@@ -820,14 +837,14 @@ fn run_benchmark(job: Job, steps: usize) {
 
 /// Runs the LR range test with the form's settings.
 fn run_lr_finder(job: Job, steps: usize) {
-    let Some((config, device, data)) = ready(&job, Place::LrFinder) else { return };
+    let Some((mut config, device, data)) = ready(&job, Place::LrFinder) else { return };
     control().set(Control::Run);
     emit(Update::Message { place: Place::LrFinder, message: None });
     emit(Update::LrReset);
     set_phase(Phase::FindingLr);
     let finder = LrFinderConfig { steps: steps.max(10), ..Default::default() };
     spawn_local(async move {
-        if !choose_conv_if_auto(&job, &config, &device, &data.train).await {
+        if !choose_conv_if_auto(&job, &mut config, &device, &data.train).await {
             set_phase(Phase::Idle);
             return;
         }

@@ -33,6 +33,7 @@ pub fn apply(ui: Ui, update: Update, attachments: Vec<JsValue>) {
             ui.gpu.set(Some(r.map(|g| g.summary)));
         }
         Update::Compute(view) => ui.compute.set(Some(view)),
+        Update::Split(line) => ui.split.set(line),
         Update::SelfTest(s) => ui.selftest.set(s),
         Update::ConvChoice(line) => ui.conv_choice.set(line),
         Update::ConvChosen { adapter, width, batch, algorithm, summary } => {

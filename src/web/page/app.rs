@@ -71,6 +71,8 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             "test_lose_device" => ui.options.update(|o| o.lose_device_in_epoch = v.parse().ok()),
             // Test-only: an uncaptured GPU error (an oversized buffer) during this epoch.
             "test_gpu_error" => ui.options.update(|o| o.gpu_error_in_epoch = v.parse().ok()),
+            // Test-only: the storage-binding limit is at most this many MiB (micro-batches).
+            "test_max_binding_mib" => ui.options.update(|o| o.max_binding_mib = v.parse().ok().filter(|&m: &u64| m > 0)),
             // Test-only: the GPU self-test starts this many ms later.
             "test_selftest_delay" => ui.options.update(|o| o.selftest_delay_ms = v.parse().ok()),
             // Counts the page's WebGPU calls and long tasks for the benchmark's line: the GPU
@@ -534,6 +536,7 @@ pub fn Benchmark(ui: Ui) -> impl IntoView {
             </span>
         </div>
         <p class="muted" data-testid="conv-choice">{move || ui.conv_choice.get()}</p>
+        <p class="muted" data-testid="micro-batch">{move || ui.split.get().unwrap_or_default()}</p>
     }
 }
 

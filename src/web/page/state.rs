@@ -48,6 +48,8 @@ pub struct Ui {
     pub gpu: RwSignal<Option<Result<String, GpuUnavailable>>>,
     /// The device training runs on (`data-testid="compute-device"`).
     pub compute: RwSignal<Option<ComputeView>>,
+    /// The batch's micro-batches when it exceeds the binding limit (`data-testid="micro-batch"`).
+    pub split: RwSignal<Option<String>>,
     /// The self-test line: passed, and what it says.
     pub selftest: RwSignal<Option<(bool, String)>>,
     /// The link's settings the engine acts on (sent with `Command::Start`).
@@ -104,6 +106,7 @@ impl Ui {
         Self {
             gpu: RwSignal::new(None),
             compute: RwSignal::new(None),
+            split: RwSignal::new(None),
             selftest: RwSignal::new(None),
             options: RwSignal::new(Default::default()),
             worker: RwSignal::new(true),
