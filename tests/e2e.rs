@@ -683,7 +683,7 @@ async fn device_cpu_link_uses_the_cpu_where_webgpu_works() {
 /// training loss over the epoch's 10 steps stays within 0.15 of the unsplit run's: the only
 /// difference is that BatchNorm normalises each pass of 32 with that pass's statistics
 /// (tests/engine.rs measured at most 0.064 between split and whole runs over 10 steps at this
-/// LR, over 18 runs; 0.15 is about twice that, and a tenth of how far the loss falls).
+/// LR, over 18 runs; 0.15 is about twice that; measured here: 2.974 split, 2.966 whole).
 #[tokio::test(flavor = "current_thread")]
 async fn a_batch_over_the_binding_limit_trains_in_micro_batches() {
     let site = open("micro-batches").await;
