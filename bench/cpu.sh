@@ -13,16 +13,22 @@
 # Prints one markdown table (figure, load, command, and the ratios) and writes it with every raw
 # output to bench/results/cpu-engine/ (or $OUT).
 #
-#   bench/cpu.sh                      the full run (about 25-35 min on 2 quiet cores, builds excluded)
-#   STEPS=3 TFJS_STEPS=1 bench/cpu.sh a smoke run
+#   bench/cpu.sh                      the full run: ~15 min of measuring on 2 quiet cores (TF.js's
+#                                     cpu backend half of it), after the builds (cold: 30-40 min;
+#                                     warm: ~9 min, trunk re-runs wasm-bindgen and wasm-opt each time)
+#   DIST=target/cpu-dist PROFILE_DIST=target/cpu-dist-noopt bench/cpu.sh   reuse the sites built
+#                                     by an earlier run (rebuild them after a change to src/)
+#   STEPS=3 TFJS_STEPS=1 bench/cpu.sh a smoke run (~6 min of measuring)
 # Settings (environment):
-#   WIDTHS ("0.125 0.25"), BATCHES ("32 64"), STEPS (20: timed steps of page, native, PyTorch),
-#   TFJS_STEPS (3), TFJS_WARMUP (1: TF.js's cpu backend compiles nothing; a step is seconds),
-#   PROFILE_STEPS ($STEPS), PARTS ("page native pytorch tfjs profile": any subset),
-#   DIST (a built release site; default: built into target/cpu-dist), PROFILE_DIST (a site built
-#   with WASM_OPT=0; default: built into target/cpu-dist-noopt; PROFILE_DIST=$DIST saves that
-#   build but the profile then shows no wasm names), WEBGPU=1 (gives Chromium WebGPU: only to
-#   try the driving against a page without the CPU engine; its figures are SwiftShader's).
+#   WIDTHS ("0.125 0.25"), BATCHES ("32 64"), STEPS (20: timed steps of page, native, PyTorch;
+#   the page warms up 5 steps, `train --bench` 3, PyTorch 5), TFJS_STEPS (3), TFJS_WARMUP (1: the
+#   cpu backend compiles nothing and its step takes seconds), PROFILE_STEPS ($STEPS),
+#   PARTS ("page native pytorch tfjs profile": any subset), OUT (bench/results/cpu-engine; emptied
+#   first), DIST (a built release site; default: built into target/cpu-dist), PROFILE_DIST (a
+#   site built with WASM_OPT=0; default: built into target/cpu-dist-noopt; PROFILE_DIST=$DIST
+#   saves that build but the profile then has no wasm names), WEBGPU=1 (gives Chromium WebGPU on
+#   SwiftShader; ?device=cpu still keeps the page on its CPU engine, which the table checks from
+#   the page's `compute-device` line).
 # Installs what is missing: playwright-core and TF.js from npm into the build cache's tools
 # folder, torch from PyPI. Builds use the shared caches (~/.cache/cifar10-webgpu/target{,-wasm}).
 set -euo pipefail
@@ -45,7 +51,7 @@ has() { [[ " $PARTS " == *" $1 "* ]]; }
 say() { printf '\033[1;34m[cpu.sh]\033[0m %s\n' "$*" >&2; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 mkdir -p "$out"
-rm -f "$out"/*.json "$out"/*.txt "$out"/*.gz "$out"/table.md
+find "$out" -maxdepth 1 -type f -delete
 
 # --- tools -------------------------------------------------------------------------------------
 if has page || has tfjs || has profile; then
@@ -115,16 +121,16 @@ export TOOLS_DIR=$tools WEBGPU
   echo "chromium: $(chromium --version 2>/dev/null | head -1); node $(node --version)"
   if has pytorch; then echo "torch: $(python3 -c 'import torch; print(torch.__version__, "mkldnn", torch.backends.mkldnn.is_available())')"; fi
   if has native; then cat "$out/native-flex-features.txt"; fi
-  if [ "$WEBGPU" = 1 ]; then echo "WEBGPU=1: Chromium had WebGPU (SwiftShader): page figures are NOT the CPU engine's"; fi
+  if [ "$WEBGPU" = 1 ]; then echo "WEBGPU=1: Chromium had WebGPU (SwiftShader); the page still trains on the CPU (?device=cpu)"; fi
 } | tee "$out/machine.txt"
 
-# One measurement: record NAME WIDTH BATCH COMMAND... (its output in $out/NAME.txt, the load before it)
+# One measurement: record NAME COMMAND...: its output in $out/NAME.txt after two lines giving the
+# 1-minute load average before it and the command.
 record() {
   local name=$1; shift
-  echo "$(load)" > "$out/$name.load"
-  printf '%s\n' "$*" > "$out/$name.cmd"
   say "$name: $*"
-  "$@" > "$out/$name.txt" 2>&1 || echo "FAILED (exit $?)" >> "$out/$name.txt"
+  printf '# load before: %s\n# command: %s\n' "$(load)" "$*" > "$out/$name.txt"
+  "$@" >> "$out/$name.txt" 2>&1 || echo "FAILED (exit $?)" >> "$out/$name.txt"
   grep -E 'ms/step|FAILED|error' "$out/$name.txt" | head -3 >&2 || true
 }
 
@@ -173,11 +179,12 @@ def figure(name, batch):
     text = read(name + ".txt")
     if text is None:
         return None
-    cmd = (read(name + ".cmd") or "").replace(out + "/", "$OUT/").replace(os.getcwd() + "/", "").replace(os.path.expanduser("~"), "~")
+    load = re.search(r"^# load before: (.*)$", text, re.M).group(1)
+    cmd = re.search(r"^# command: (.*)$", text, re.M).group(1).replace(out + "/", "$OUT/").replace(os.getcwd() + "/", "").replace(os.path.expanduser("~"), "~")
     m = re.search(r"([\d.]+) ms/step", text)
     if not m or "FAILED" in text:
         last = [l for l in text.splitlines() if l.strip()][-1:] or ["no output"]
-        return dict(ips=None, ms=None, load=read(name + ".load"), cmd=cmd, note="failed: " + last[0][:120])
+        return dict(ips=None, ms=None, load=load, cmd=cmd, note="failed: " + last[0][:120])
     ms = float(m.group(1))
     note = ""
     if name.startswith("page") or name.startswith("profile"):
@@ -185,7 +192,7 @@ def figure(name, batch):
         # The page says which device trains in `compute-device` ("Training runs on the CPU ...").
         if not re.search(r"\bCPU\b", j.get("compute_device") or ""):
             note = "NOT the CPU engine: " + (j.get("compute_device") or "the page has no compute-device line; " + (j.get("webgpu_status") or ""))[:100]
-    return dict(ips=int(batch) * 1000 / ms, ms=ms, load=read(name + ".load"), cmd=cmd, note=note)
+    return dict(ips=int(batch) * 1000 / ms, ms=ms, load=load, cmd=cmd, note=note)
 
 rows = []
 def row(what, w, b, f, extra=""):
@@ -238,5 +245,7 @@ if prof is not None and os.path.exists(os.path.join(out, "profile-w0.125-b32.jso
               f"busy {p['busy_ms']} ms; top self time:\n")
         print("| self % | ms | function |\n| ---: | ---: | --- |")
         for r in p["self"][:15]:
-            print(f"| {r['share']} | {r['ms']} | `{r['name']}` |")
+            # Rust's hash suffix and the script's file name (the JSON keeps both).
+            name = re.sub(r"::h[0-9a-f]{16}\b", "", r["name"]).replace("_bg.wasm", ".wasm")
+            print(f"| {r['share']} | {r['ms']} | `{name}` |")
 EOF
