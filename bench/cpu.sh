@@ -29,6 +29,9 @@
 #   saves that build but the profile then has no wasm names), WEBGPU=1 (gives Chromium WebGPU on
 #   SwiftShader; ?device=cpu still keeps the page on its CPU engine, which the table checks from
 #   the page's `compute-device` line).
+# Measure on a quiet machine (the table gives the load before each figure): PyTorch's 2 threads
+# collapse when anything else runs (its OpenMP threads spin at every operation's barrier: 575
+# against 39 ms/step with OMP_WAIT_POLICY=PASSIVE at load 2.8 on the 2-core machine).
 # Installs what is missing: playwright-core and TF.js from npm into the build cache's tools
 # folder, torch from PyPI. Builds use the shared caches (~/.cache/cifar10-webgpu/target{,-wasm}).
 set -euo pipefail
