@@ -600,6 +600,7 @@ async fn choose_conv_if_auto(job: &Job, config: &mut TrainConfig, device: &Devic
     });
     let limit = binding_limit(adapter_limit);
     let at = format!("width {}, batch {}", config.width, config.batch_size);
+    let here = if adapter_limit.is_some() { "this GPU" } else { "the CPU" };
     let remembered = job
         .remembered_conv
         .as_ref()
@@ -607,7 +608,7 @@ async fn choose_conv_if_auto(job: &Job, config: &mut TrainConfig, device: &Devic
         .filter(|(a, _)| usable.contains(a));
     if let Some((algorithm, summary)) = remembered {
         crate::model::set_conv_algorithm(algorithm);
-        emit(Update::ConvChoice(format!("Convolutions: {} (remembered for this device at {at}: {summary})", algorithm.name())));
+        emit(Update::ConvChoice(format!("Convolutions: {} (remembered for {here} at {at}: {summary})", algorithm.name())));
         return split_batch(Place::Train, config, limit);
     }
     // Each algorithm is timed in the micro-batches its own buffers need under the binding
@@ -622,7 +623,7 @@ async fn choose_conv_if_auto(job: &Job, config: &mut TrainConfig, device: &Devic
         })
         .collect();
     let names: Vec<&str> = candidates.iter().map(|a| a.name()).collect();
-    emit(Update::ConvChoice(format!("Convolutions: timing {} on this device at {at}…", names.join(", "))));
+    emit(Update::ConvChoice(format!("Convolutions: timing {} on {here} at {at}…", names.join(", "))));
     set_phase(Phase::Benchmarking);
     match choose_conv_within(config, train, device, &candidates, limit, &mut WebHost).await {
         Ok(choice) => {
@@ -630,7 +631,7 @@ async fn choose_conv_if_auto(job: &Job, config: &mut TrainConfig, device: &Devic
                 return false;
             }
             let summary = choice.summary() + &excluded;
-            emit(Update::ConvChoice(format!("Convolutions: {summary} (timed on this device at {at})")));
+            emit(Update::ConvChoice(format!("Convolutions: {summary} (timed on {here} at {at})")));
             emit(Update::ConvChosen {
                 adapter,
                 width: config.width,
