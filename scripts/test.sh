@@ -47,7 +47,8 @@ CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-rele
 # firefox_page_thread::); the bundled-data journey adds the stand-in tarball to a copy.
 e2e_log="$root/target/e2e.log"
 E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1 --nocapture --skip serve_command 2>&1 | tee "$e2e_log"
-echo "durations:"; grep '^E2E-TIME' "$e2e_log" || true
+grep -o 'E2E-TIME.*' "$e2e_log" || true
+grep -o 'E2E-TIME.*' "$e2e_log" | sed -E 's/.*: ([0-9]+) s.*/\1/' | awk '{t += $1} END {printf "end-to-end journeys: %d tests, %.1f min\n", NR, t / 60}'
 echo "screenshot of the dashboard: target/dashboard.png"
 
 step "4/4 the README's run command, scripts/serve.sh, from a fresh git clone"
