@@ -1097,11 +1097,16 @@ async fn the_hosted_build_trains_from_its_bundled_data(o: Opts) {
     gpu_checked(&site).await;
     let url = c.find(Locator::Css("[data-testid='data-url']")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(url.as_deref(), Some("data/cifar-10-batches-bin/"));
-    for (key, value) in [("epochs", "1"), ("batch", "32"), ("width", "0.0625"), ("train_subset", "256"), ("test_subset", "128")] {
+    // The form keeps the seed's peak at epoch 5 when the epochs change: it is set too.
+    let fields = [("epochs", "1"), ("peak_epoch", "0.2"), ("batch", "32"), ("width", "0.0625"), ("train_subset", "256"), ("test_subset", "128")];
+    for (key, value) in fields {
         let field = c.find(Locator::Css(&format!("[data-testid='hp-{key}']"))).await.unwrap();
         field.clear().await.unwrap();
         field.send_keys(value).await.unwrap();
-        assert!(text(c, &format!("hp-{key}-error")).await.is_empty(), "{key}={value} refused");
+    }
+    for (key, value) in fields {
+        let error = text(c, &format!("hp-{key}-error")).await;
+        assert!(error.is_empty(), "{key}={value}: {error}");
     }
     click(c, "data-load-url").await;
     let t = Instant::now();
@@ -1109,6 +1114,7 @@ async fn the_hosted_build_trains_from_its_bundled_data(o: Opts) {
     println!("BENCH bundled data set loaded by its default URL in {:.1} s", t.elapsed().as_secs_f64());
     assert!(status.contains("50000 train · 10000 test"), "{status}");
     click(c, "train-start").await;
+    wait_text(c, "train-phase", 60, |t| t != "Idle").await;
     let phase = wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed" || t == "Stopped").await;
     let message = text(c, "train-message").await;
     assert_eq!(phase, "Finished", "{message}");
