@@ -30,8 +30,7 @@ fi
 CIFAR10_LINK_DATA=0 trunk build --release --public-url "$public_url" --dist "$dist" "$index"
 
 if [ -n "${CIFAR10_TARBALL:-}" ]; then
-  mkdir -p "$dist/data"
-  tar -xzf "$CIFAR10_TARBALL" -C "$dist/data"
+  scripts/bundle-data.sh "$dist" "$CIFAR10_TARBALL"
 fi
 wasm=$(ls "$dist"/*.wasm)
 echo "site: $dist ($(du -sh "$dist" | cut -f1)); wasm $(du -h "$wasm" | cut -f1), gzipped $(gzip -c "$wasm" | wc -c | awk '{printf "%.1f MB", $1/1e6}')"

@@ -2,7 +2,12 @@
 # Installs every tool the project needs, from crates.io and Debian only. Idempotent: a second
 # run only checks versions. Nothing is downloaded from GitHub: trunk runs offline and finds
 # wasm-bindgen on PATH at exactly the version in Cargo.lock.
+#   scripts/setup.sh           what building and serving need (and Chromium)
+#   scripts/setup.sh --tests   also Firefox ESR, Mesa's Vulkan drivers (lavapipe: WebGPU on the
+#                              CPU for Firefox) and geckodriver, for the end-to-end tests
 set -euo pipefail
+tests=0
+[ "${1:-}" = --tests ] && tests=1
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -25,6 +30,10 @@ for tool in chromium chromedriver python3 npm curl pkg-config; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+if [ $tests = 1 ]; then
+  command -v firefox-esr >/dev/null || missing+=(firefox-esr)
+  ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing from Debian: ${missing[*]}"
   pkgs=()
@@ -50,7 +59,19 @@ if [ "$(trunk --version 2>/dev/null | awk '{print $2}')" != "$TRUNK_VERSION" ]; 
   cargo install trunk --version "$TRUNK_VERSION" --locked --force
 fi
 
+# WebDriver for Firefox (Debian has no package). Built without optimisation: it only relays
+# WebDriver commands, and the debug build needs 86 s of CPU (about a minute on 2 cores) where
+# the release build takes about 8 minutes.
+GECKODRIVER_VERSION=0.37.1
+if [ $tests = 1 ] && [ "$(geckodriver --version 2>/dev/null | awk 'NR==1{print $2}')" != "$GECKODRIVER_VERSION" ]; then
+  say "installing geckodriver $GECKODRIVER_VERSION"
+  CARGO_PROFILE_DEV_DEBUG=0 cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --debug --force
+fi
+
 # Dependencies are fetched once so trunk (offline = true) and cargo --offline never need the
 # network again.
 cargo fetch --locked >/dev/null 2>&1 || cargo fetch
 say "tools ready: $(trunk --version), wasm-bindgen $WASM_BINDGEN_VERSION, $(chromium --version 2>/dev/null | head -1)"
+if [ $tests = 1 ]; then
+  say "test browsers: $(firefox-esr --version 2>/dev/null), $(geckodriver --version | head -1)"
+fi

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: native (cargo test on burn's flex CPU backend), browser (wasm-bindgen-test
 # in headless Chromium on a real WebGPU adapter) and end-to-end (the built site, served by a
-# plain static server under a sub-path, driven through chromedriver). Installs what it needs.
+# plain static server under a sub-path, driven in headless Chromium through chromedriver and
+# in headless Firefox ESR through geckodriver). Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
 step() { printf '\n\033[1;32m== %s\033[0m\n' "$*"; }
 
-scripts/setup.sh
+scripts/setup.sh --tests
 
 # Build caches outside the clone, so a fresh clone does not rebuild burn from scratch.
 cache=${CIFAR10_WEBGPU_CACHE:-$HOME/.cache/cifar10-webgpu}
@@ -38,14 +39,17 @@ trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
 CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900} \
   CARGO_TARGET_DIR="$wasm_target" cargo test --target wasm32-unknown-unknown --test web -- --nocapture
 
-step "3/4 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server, chromedriver; engine in its worker, then on the page's thread)"
+step "3/4 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server; Chromium and Firefox, engine in its worker and on the page's thread)"
 dist="$root/target/e2e-dist"
 CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/
-E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1 --nocapture --skip serve_command
+# Every journey in Chromium (chromium::), those whose path differs with the engine on the
+# page's thread (chromium_page_thread::, ?worker=0), the main ones in Firefox (firefox::,
+# firefox_page_thread::); the bundled-data journey adds the stand-in tarball to a copy.
+e2e_log="$root/target/e2e.log"
+E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1 --nocapture --skip serve_command 2>&1 | tee "$e2e_log"
+grep -o 'E2E-TIME.*' "$e2e_log" || true
+grep -o 'E2E-TIME.*' "$e2e_log" | sed -E 's/.*: ([0-9]+) s.*/\1/' | awk '{t += $1} END {printf "end-to-end journeys: %d tests, %.1f min\n", NR, t / 60}'
 echo "screenshot of the dashboard: target/dashboard.png"
-# The same tests with the engine on the page's thread (?worker=0), the path of browsers
-# without WebGPU in workers.
-E2E_WORKER=0 E2E_DIST="$dist" cargo test --release --test e2e -- --test-threads 1 --nocapture --skip serve_command
 
 step "4/4 the README's run command, scripts/serve.sh, from a fresh git clone"
 # A clone holds only tracked files: a step that works here only thanks to an untracked folder
