@@ -36,7 +36,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 python3 scripts/cors_server.py "$port" "$fixtures" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
-CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900} \
+CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1800} \
   CARGO_TARGET_DIR="$wasm_target" cargo test --target wasm32-unknown-unknown --test web -- --nocapture
 
 step "3/4 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server; Chromium and Firefox, engine in its worker and on the page's thread)"
