@@ -73,5 +73,5 @@ fi
 cargo fetch --locked >/dev/null 2>&1 || cargo fetch
 say "tools ready: $(trunk --version), wasm-bindgen $WASM_BINDGEN_VERSION, $(chromium --version 2>/dev/null | head -1)"
 if [ $tests = 1 ]; then
-  say "test browsers: $(firefox-esr --version 2>/dev/null), $(geckodriver --version | head -1)"
+  say "test browsers: $(firefox-esr --version 2>/dev/null), $(geckodriver --version 2>/dev/null | sed -n 1p)"
 fi
