@@ -7,8 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-step() { printf '\n\033[1;32m== %s\033[0m\n' "$*"; }
+# Each step's wall time, printed at the end (README, "Tests": the split of a cold run).
+t0=$(date +%s); last=$t0; split=""
+step() {
+  local now; now=$(date +%s)
+  [ -n "${current:-}" ] && split+=$(awk -v s="$current" -v d=$((now - last)) 'BEGIN {printf "%-62.62s %5.1f min", s, d / 60}')$'\n'
+  last=$now; current="$*"
+  printf '\n\033[1;32m== %s\033[0m\n' "$*"
+}
 
+step "0/5 set-up (tools: scripts/setup.sh --tests)"
 scripts/setup.sh --tests
 
 # Build caches outside the clone, so a fresh clone does not rebuild burn from scratch.
@@ -25,10 +33,27 @@ done
 export CIFAR10_TARBALL=${CIFAR10_TARBALL:-$("$CIFAR10_SHARED/build.sh" | tail -n 1)}
 export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
 
-step "1/4 native tests (flex CPU backend, real CIFAR-10 files)"
+# The release site is the one wasm build of the suite: the browser tests (step 2) compile in
+# the same profile, features and flags, so they reuse its dependencies, and the end-to-end
+# journeys (step 3) serve it. It builds while the native tests run: its cargo build leaves a
+# core idle in long single-crate stretches, and wasm-bindgen and wasm-opt use one core.
+dist="$root/target/e2e-dist"
+site_log="$root/target/site-build.log"
+mkdir -p "$root/target"
+(CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/ >"$site_log" 2>&1) &
+site=$!
+trap 'kill $site 2>/dev/null || true' EXIT
+
+step "1/5 native tests (flex CPU backend, real CIFAR-10 files), with the release site building beside them"
 cargo test --release --lib --bins --test config --test data --test engine --test pytorch_fixture --test fuzz --test selftest --test cli --test conv_choice
 
-step "2/4 browser tests (wasm-bindgen-test, headless Chromium, WebGPU)"
+step "2/5 the release site (scripts/build-release.sh under /cifar10-webgpu/, wasm-opt -Oz): waiting for its build"
+if ! wait $site; then
+  cat "$site_log"; echo "the release site did not build" >&2; exit 1
+fi
+tail -n 3 "$site_log"
+
+step "3/5 browser tests (wasm-bindgen-test, headless Chromium, WebGPU; release profile, the site's dependencies)"
 fixtures=$(mktemp -d)
 ln -s "$CIFAR10_SHARED/sample" "$fixtures/sample"
 ln -s "$(dirname "$CIFAR10_TARBALL")" "$fixtures/full"
@@ -37,11 +62,9 @@ python3 scripts/cors_server.py "$port" "$fixtures" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
 CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1800} \
-  CARGO_TARGET_DIR="$wasm_target" cargo test --target wasm32-unknown-unknown --test web -- --nocapture
+  CARGO_TARGET_DIR="$wasm_target" cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture
 
-step "3/4 end-to-end (the release build of scripts/build-release.sh under /cifar10-webgpu/, static server; Chromium and Firefox, engine in its worker and on the page's thread)"
-dist="$root/target/e2e-dist"
-CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/
+step "4/5 end-to-end (the release site from a static server; Chromium and Firefox, engine in its worker and on the page's thread)"
 # Every journey in Chromium (chromium::), those whose path differs with the engine on the
 # page's thread (chromium_page_thread::, ?worker=0), the main ones in Firefox (firefox::,
 # firefox_page_thread::); the bundled-data journey adds the stand-in tarball to a copy.
@@ -51,7 +74,7 @@ grep -o 'E2E-TIME.*' "$e2e_log" || true
 grep -o 'E2E-TIME.*' "$e2e_log" | sed -E 's/.*: ([0-9]+) s.*/\1/' | awk '{t += $1} END {printf "end-to-end journeys: %d tests, %.1f min\n", NR, t / 60}'
 echo "screenshot of the dashboard: target/dashboard.png"
 
-step "4/4 the README's run command, scripts/serve.sh, from a fresh git clone"
+step "5/5 the README's run command, scripts/serve.sh, from a fresh git clone"
 # A clone holds only tracked files: a step that works here only thanks to an untracked folder
 # (.bench, .gl, data/) fails. The build reuses the release cache of step 3.
 clone_dir=$(mktemp -d)
@@ -70,3 +93,5 @@ if ps -eo args | grep -v grep | grep -q "trunk serve --release --address 127.0.0
   echo "scripts/serve.sh left a process behind" >&2; exit 1
 fi
 step "all tests passed"
+printf '%s' "$split"
+awk -v d=$(($(date +%s) - t0)) 'BEGIN {printf "%-62s %5.1f min\n", "total", d / 60}'

@@ -21,6 +21,23 @@ pub const TIMED_STEPS: usize = 2;
 /// choice's cost to about (1 + 3 x (candidates - 1)) times the fastest's measurement.
 pub const CAP_FACTOR: f64 = 3.0;
 
+/// The name under which a device's choice is remembered (the page keeps it in localStorage,
+/// beside the width and batch): what the page can see of the device, so that one GPU's timing
+/// is not reused on another. Browsers give `GPUAdapterInfo`'s vendor, architecture, device and
+/// description where they choose to (Firefox gives none: every adapter is "unnamed"), and
+/// always the adapter's limits and features, which differ between GPUs and drivers; those two
+/// go in as a short hash of their text.
+pub fn device_key(info: &[(&str, &str)], limits: &str, features: &str) -> String {
+    let named: Vec<String> =
+        info.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, v)| format!("{k}={}", v.trim())).collect();
+    format!("{} limits={:08x} features={:08x}", named.join(" "), fnv1a(limits), fnv1a(features)).trim().to_string()
+}
+
+/// 32-bit FNV-1a: short, stable across builds and platforms (std's hashers are neither).
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
 /// One candidate's outcome.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Timing {

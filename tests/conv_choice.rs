@@ -90,3 +90,25 @@ fn auto_choice_times_burn_and_im2col_on_flex_and_keeps_the_faster() {
     assert!(within.ms_per_step(ConvAlgorithm::Burn).is_some_and(|ms| ms > 0.0), "{within:?}");
     assert_eq!((within.chosen, conv_algorithm()), (ConvAlgorithm::Burn, ConvAlgorithm::Burn));
 }
+
+/// Remembered choices are keyed by what the page sees of the device (issue 31): Firefox names
+/// every adapter "unnamed adapter" and gives no vendor, so two GPUs there differ only in their
+/// limits and features, and must not share a choice.
+#[test]
+fn device_keys_tell_unnamed_adapters_apart_by_limits_and_features() {
+    use cifar10_webgpu::conv_choice::device_key;
+    let unnamed = [("vendor", ""), ("architecture", ""), ("device", ""), ("description", ""), ("name", "")];
+    let lavapipe = "Limits { max_storage_buffer_binding_size: 134217728, max_compute_workgroup_storage_size: 32768 }";
+    let discrete = "Limits { max_storage_buffer_binding_size: 2147483644, max_compute_workgroup_storage_size: 32768 }";
+    let features = "Features(SHADER_F16 | TIMESTAMP_QUERY)";
+    let a = device_key(&unnamed, lavapipe, features);
+    assert_eq!(a, device_key(&unnamed, lavapipe, features), "the same device keeps its key across visits");
+    assert_ne!(a, device_key(&unnamed, discrete, features), "other limits, another device");
+    assert_ne!(a, device_key(&unnamed, lavapipe, "Features(TIMESTAMP_QUERY)"), "other features, another device");
+    // What the browser names is in the key, in words; what it keeps to itself leaves no trace.
+    let named = [("vendor", "intel"), ("architecture", "gen-12lp"), ("device", ""), ("description", "")];
+    let b = device_key(&named, lavapipe, features);
+    assert!(b.starts_with("vendor=intel architecture=gen-12lp limits="), "{b}");
+    assert!(a.starts_with("limits="), "{a}");
+    assert_ne!(b, device_key(&[("vendor", "nvidia"), ("architecture", "gen-12lp")], lavapipe, features));
+}

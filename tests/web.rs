@@ -2,7 +2,8 @@
 //!
 //! `scripts/test.sh` serves `../shared/cifar10` over HTTP with CORS and passes its address as
 //! `CIFAR10_TEST_URL` at compile time. Run with
-//! `cargo test --target wasm32-unknown-unknown --test web`.
+//! `cargo test --release --target wasm32-unknown-unknown --test web` (release: the profile of
+//! the site `scripts/test.sh` builds first, whose dependencies it reuses).
 #![cfg(target_arch = "wasm32")]
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -304,6 +305,50 @@ async fn recipe_presets_fill_the_form() {
     assert_eq!(select.value(), "custom");
     let config = actions::form_config(ui).expect("valid form");
     assert_eq!((config.tta, config.epochs, config.width), (1, 24, 0.25));
+}
+
+/// Typing fewer epochs moves the One-Cycle peak with them, as `?epochs=` does (issue 31: a run
+/// shortened below 5 epochs was refused, "peak after the last epoch"), until the visitor types
+/// a peak, which then stays; a peak from the link stays too.
+#[wasm_bindgen_test]
+async fn editing_epochs_moves_the_peak_unless_the_visitor_set_it() {
+    let root = mount_point();
+    let ui = Ui::new();
+    let _handle = leptos::mount::mount_to(root.clone(), move || view! { <app::HyperParams ui=ui /> });
+    app::apply_query(ui, &[]);
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    let input = |id: &str| -> web_sys::HtmlInputElement { testid(&root, id).dyn_into().unwrap() };
+    let type_in = |id: &str, value: &str| {
+        let field = input(id);
+        field.set_value(value);
+        field.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    };
+    assert_eq!((input("hp-epochs").value(), input("hp-peak_epoch").value()), ("24".to_string(), "5".to_string()));
+    type_in("hp-epochs", "3");
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    assert_eq!(input("hp-peak_epoch").value(), TrainConfig::scaled_peak(3).to_string());
+    let config = actions::form_config(ui).expect("a shortened run is valid");
+    assert_eq!((config.epochs, config.peak_epoch), (3, 0.625));
+    // Typed by the visitor: the peak stays where they put it.
+    type_in("hp-peak_epoch", "2");
+    type_in("hp-epochs", "10");
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    assert_eq!(input("hp-peak_epoch").value(), "2");
+    assert_eq!(actions::form_config(ui).map(|c| (c.epochs, c.peak_epoch)), Some((10, 2.0)));
+    // A typed peak after the last epoch is still refused, with the field named.
+    type_in("hp-epochs", "1");
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    assert!(actions::form_config(ui).is_none());
+    assert_eq!(ui.form_errors.get_untracked()[0].0, "peak_epoch");
+
+    // Set by the link: it stays when the epochs change.
+    let ui = Ui::new();
+    app::apply_query(ui, &[("peak_epoch".to_string(), "4".to_string())]);
+    assert!(ui.peak_set.get_untracked());
+    let ui = Ui::new();
+    app::apply_query(ui, &[("epochs".to_string(), "12".to_string())]);
+    assert!(!ui.peak_set.get_untracked());
+    assert_eq!(actions::form_config(ui).map(|c| c.peak_epoch), Some(2.5));
 }
 
 #[wasm_bindgen_test]

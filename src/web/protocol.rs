@@ -49,9 +49,9 @@ pub struct StartOptions {
     pub lose_device_in_epoch: Option<usize>,
     /// Test-only (`?test_gpu_error=N`): an uncaptured GPU error during epoch N.
     pub gpu_error_in_epoch: Option<usize>,
-    /// Test-only (`?test_selftest_delay=MS`): the self-test starts this much later, so a test
-    /// can click while it runs.
-    pub selftest_delay_ms: Option<u32>,
+    /// Test-only (`?test_hold_selftest=1`): the GPU self-test starts only once a GPU action
+    /// waits for it, so a test's click lands while it runs, however slow the machine.
+    pub hold_selftest: bool,
     /// `?count_gpu_calls=1`: count WebGPU calls where the GPU is used.
     pub count_gpu_calls: bool,
     /// `?device=`: the GPU where there is one (default), the CPU, or the GPU only.
@@ -106,6 +106,9 @@ pub struct ComputeView {
     pub ready: bool,
     /// "GPU: …" or "CPU (WebAssembly SIMD, 1 thread): why".
     pub line: String,
+    /// What the page can see of the device (`conv_choice::device_key`): the page remembers
+    /// convolution choices under it.
+    pub device_key: String,
     /// On the CPU: a width and batch whose epoch takes minutes, offered, never imposed.
     pub suggestion: Option<CpuSuggestion>,
 }
@@ -147,8 +150,9 @@ pub enum Update {
     Split(Option<String>),
     SelfTest(Option<(bool, String)>),
     ConvChoice(String),
-    /// A timed choice, for the page to remember per adapter, width and batch.
-    ConvChosen { adapter: String, width: f64, batch: usize, algorithm: String, summary: String },
+    /// A timed choice, for the page to remember per device (`ComputeView::device_key`), width
+    /// and batch.
+    ConvChosen { device_key: String, width: f64, batch: usize, algorithm: String, summary: String },
     Phase(Phase),
     Message { place: Place, message: Option<(bool, String)> },
     DataError(Option<String>),

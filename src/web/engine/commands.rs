@@ -192,6 +192,7 @@ async fn start(options: StartOptions) {
                 cpu: false,
                 ready: true,
                 line: "Nothing trains: this link asks for the GPU only (?device=gpu) and WebGPU is not available.".into(),
+                device_key: String::new(),
                 suggestion: None,
             }));
             with_engine(|e| e.gpu_settled = true);
@@ -535,7 +536,7 @@ async fn self_test(gpu: GpuInfo) {
     if unusable && with_engine(|e| e.options.device) != DeviceChoice::Gpu {
         return use_cpu("this GPU failed its self-test (see above)".into()).await;
     }
-    emit(Update::Compute(device::gpu_view(&gpu.name)));
+    emit(Update::Compute(device::gpu_view(&gpu.name, &gpu.key)));
     run_waiting();
 }
 
@@ -588,11 +589,11 @@ async fn choose_conv_if_auto(job: &Job, config: &mut TrainConfig, device: &Devic
     if !with_engine(|e| e.conv_auto) {
         return true;
     }
-    let (adapter, adapter_limit, usable) = with_engine(|e| {
+    let (device_key, adapter_limit, usable) = with_engine(|e| {
         (
             match &e.gpu {
-                Some(g) => g.name.clone(),
-                None => device::CPU_NAME.to_string(),
+                Some(g) => g.key.clone(),
+                None => device::cpu_key(),
             },
             e.gpu.as_ref().map(|g| g.max_storage_buffer_binding_size),
             e.selftest.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.usable_convs()).unwrap_or_default(),
@@ -633,7 +634,7 @@ async fn choose_conv_if_auto(job: &Job, config: &mut TrainConfig, device: &Devic
             let summary = choice.summary() + &excluded;
             emit(Update::ConvChoice(format!("Convolutions: {summary} (timed on {here} at {at})")));
             emit(Update::ConvChosen {
-                adapter,
+                device_key,
                 width: config.width,
                 batch: config.batch_size,
                 algorithm: choice.chosen.name().to_string(),
@@ -739,8 +740,10 @@ async fn use_gpu(gpu: GpuInfo) {
     });
     emit(Update::SelfTest(None));
     with_engine(|e| e.selftest = None);
-    if let Some(ms) = with_engine(|e| e.options.selftest_delay_ms) {
-        gloo::timers::future::TimeoutFuture::new(ms).await;
+    if with_engine(|e| e.options.hold_selftest) {
+        while with_engine(|e| e.waiting.is_none()) {
+            gloo::timers::future::TimeoutFuture::new(50).await;
+        }
     }
     self_test(gpu).await;
 }

@@ -11,6 +11,11 @@ use crate::web::protocol::{ComputeView, CpuSuggestion};
 /// isolation and atomics (BENCHMARKS.md says why this build has none).
 pub const CPU_NAME: &str = "CPU (WebAssembly SIMD, 1 thread)";
 
+/// The CPU's key for remembered choices (`conv_choice::device_key`).
+pub fn cpu_key() -> String {
+    crate::conv_choice::device_key(&[("cpu", "wasm32 simd128")], "", "")
+}
+
 /// The CPU device.
 pub fn cpu() -> Device {
     Device::flex()
@@ -36,10 +41,16 @@ pub fn cpu_view(reason: &str, selftest: Option<&str>) -> ComputeView {
         "Training runs on the {CPU_NAME}: {reason}. {}",
         selftest.unwrap_or("Checking its results…")
     );
-    ComputeView { cpu: true, ready: selftest.is_some(), line, suggestion: Some(suggestion()) }
+    ComputeView { cpu: true, ready: selftest.is_some(), line, device_key: cpu_key(), suggestion: Some(suggestion()) }
 }
 
 /// The read-out for a WebGPU device.
-pub fn gpu_view(name: &str) -> ComputeView {
-    ComputeView { cpu: false, ready: true, line: format!("Training runs on the GPU: {name} (WebGPU)."), suggestion: None }
+pub fn gpu_view(name: &str, key: &str) -> ComputeView {
+    ComputeView {
+        cpu: false,
+        ready: true,
+        line: format!("Training runs on the GPU: {name} (WebGPU)."),
+        device_key: key.to_string(),
+        suggestion: None,
+    }
 }

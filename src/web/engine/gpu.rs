@@ -13,6 +13,9 @@ use crate::web::protocol::GpuUnavailable;
 pub struct GpuInfo {
     pub device: Device,
     pub name: String,
+    /// What the page can see of the adapter (`conv_choice::device_key`): where its choice of
+    /// convolution algorithm is remembered.
+    pub key: String,
     pub backend: String,
     pub max_buffer_size: u64,
     pub max_storage_buffer_binding_size: u64,
@@ -48,9 +51,9 @@ thread_local! {
     static GPU: RefCell<State> = const { RefCell::new(State::Idle) };
 }
 
-/// The adapter's description from the browser's own `GPUAdapterInfo` (wgpu leaves the name
-/// empty on the web): description, else vendor and architecture.
-async fn browser_adapter_name() -> Option<String> {
+/// The browser's own `GPUAdapterInfo` (wgpu leaves it empty on the web): vendor,
+/// architecture, device and description, each empty where the browser keeps it to itself.
+async fn browser_adapter_info() -> Option<Vec<(&'static str, String)>> {
     use wasm_bindgen_futures::JsFuture;
     let navigator = crate::web::js::global("navigator")?;
     let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).ok()?;
@@ -60,13 +63,20 @@ async fn browser_adapter_name() -> Option<String> {
     let adapter = JsFuture::from(promise).await.ok()?;
     let info = js_sys::Reflect::get(&adapter, &"info".into()).ok()?;
     let field = |k: &str| js_sys::Reflect::get(&info, &k.into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
-    let description = field("description");
-    let name = if description.is_empty() {
-        format!("{} {}", field("vendor"), field("architecture")).trim().to_string()
+    Some(["vendor", "architecture", "device", "description"].into_iter().map(|k| (k, field(k))).collect())
+}
+
+/// The adapter's name for people: wgpu's, else the description, else vendor and architecture.
+fn adapter_name(wgpu_name: &str, browser: &[(&str, String)]) -> String {
+    let field = |k: &str| browser.iter().find(|(key, _)| *key == k).map(|(_, v)| v.trim().to_string()).unwrap_or_default();
+    let name = if !wgpu_name.is_empty() {
+        wgpu_name.to_string()
+    } else if !field("description").is_empty() {
+        field("description")
     } else {
-        description
+        format!("{} {}", field("vendor"), field("architecture")).trim().to_string()
     };
-    (!name.is_empty()).then_some(name)
+    if name.is_empty() { "unnamed adapter".into() } else { name }
 }
 
 /// Initialises burn's WebGPU device once per page; later calls return the same result.
@@ -109,14 +119,19 @@ pub async fn init() -> Result<GpuInfo, GpuUnavailable> {
 async fn describe(device: Device, setup: WgpuSetup) -> GpuInfo {
     let info = setup.adapter.get_info();
     let limits = setup.device.limits();
-    let name = if info.name.is_empty() {
-        browser_adapter_name().await.unwrap_or_else(|| "unnamed adapter".into())
-    } else {
-        info.name
-    };
+    let browser = browser_adapter_info().await.unwrap_or_default();
+    let name = adapter_name(&info.name, &browser);
+    let mut seen: Vec<(&str, &str)> = browser.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    seen.push(("name", &info.name));
+    let key = crate::conv_choice::device_key(
+        &seen,
+        &format!("{:?}", setup.adapter.limits()),
+        &format!("{:?}", setup.adapter.features()),
+    );
     GpuInfo {
         device,
         name,
+        key,
         backend: format!("{:?}", info.backend),
         max_buffer_size: limits.max_buffer_size,
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,

@@ -26,18 +26,16 @@ fn attachment_bytes(attachments: &[JsValue], i: usize) -> Vec<u8> {
 pub fn apply(ui: Ui, update: Update, attachments: Vec<JsValue>) {
     match update {
         Update::NoWebGpuInWorker => link::fall_back(ui, "this browser has no WebGPU in workers"),
-        Update::Gpu(r) => {
-            if let Ok(g) = &r {
-                with_shown(|s| s.adapter = g.name.clone());
-            }
-            ui.gpu.set(Some(r.map(|g| g.summary)));
+        Update::Gpu(r) => ui.gpu.set(Some(r.map(|g| g.summary))),
+        Update::Compute(view) => {
+            with_shown(|s| s.device_key = view.device_key.clone());
+            ui.compute.set(Some(view))
         }
-        Update::Compute(view) => ui.compute.set(Some(view)),
         Update::Split(line) => ui.split.set(line),
         Update::SelfTest(s) => ui.selftest.set(s),
         Update::ConvChoice(line) => ui.conv_choice.set(line),
-        Update::ConvChosen { adapter, width, batch, algorithm, summary } => {
-            remember_conv(&conv_choice_key(&adapter, width, batch), &algorithm, &summary)
+        Update::ConvChosen { device_key, width, batch, algorithm, summary } => {
+            remember_conv(&conv_choice_key(&device_key, width, batch), &algorithm, &summary)
         }
         Update::Phase(p) => {
             ui.pausing.set(false);
@@ -156,8 +154,8 @@ fn job(ui: Ui, place: Place) -> Option<Job> {
         return None;
     };
     let remembered_conv = if ui.conv_auto.get_untracked() {
-        let adapter = with_shown(|s| s.adapter.clone());
-        remembered_conv(&conv_choice_key(&adapter, config.width, config.batch_size))
+        let device_key = with_shown(|s| s.device_key.clone());
+        remembered_conv(&conv_choice_key(&device_key, config.width, config.batch_size))
     } else {
         None
     };
@@ -275,9 +273,10 @@ pub fn predict_file(ui: Ui, file: web_sys::File) {
     });
 }
 
-/// The key of a remembered convolution choice: the adapter, width and batch it was timed at.
-fn conv_choice_key(adapter: &str, width: f64, batch: usize) -> String {
-    format!("cifar10-webgpu conv-choice {adapter} width {width} batch {batch}")
+/// The key of a remembered convolution choice: the device (what the page sees of it), width
+/// and batch it was timed at.
+fn conv_choice_key(device_key: &str, width: f64, batch: usize) -> String {
+    format!("cifar10-webgpu conv-choice {device_key} width {width} batch {batch}")
 }
 
 /// A choice remembered in this session or in localStorage: (algorithm, its explanation).

@@ -44,6 +44,7 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
     for (k, v) in pairs {
         match k.as_str() {
             "data" => ui.data_url.set(v.clone()),
+            "peak_epoch" => ui.peak_set.set(true),
             "shards" => ui.data_files.set(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
             "lr_steps" => {
                 if let Ok(n) = v.parse::<usize>() {
@@ -73,8 +74,8 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             "test_gpu_error" => ui.options.update(|o| o.gpu_error_in_epoch = v.parse().ok()),
             // Test-only: the storage-binding limit is at most this many MiB (micro-batches).
             "test_max_binding_mib" => ui.options.update(|o| o.max_binding_mib = v.parse().ok().filter(|&m: &u64| m > 0)),
-            // Test-only: the GPU self-test starts this many ms later.
-            "test_selftest_delay" => ui.options.update(|o| o.selftest_delay_ms = v.parse().ok()),
+            // Test-only: the GPU self-test waits until a GPU action waits for it.
+            "test_hold_selftest" => ui.options.update(|o| o.hold_selftest = v == "1"),
             // Counts the page's WebGPU calls and long tasks for the benchmark's line: the GPU
             // calls where the engine runs, the long tasks on the page's thread.
             "count_gpu_calls" if v == "1" => {
@@ -346,9 +347,25 @@ pub fn HyperParams(ui: Ui) -> impl IntoView {
             } else {
                 event_target_value(&ev)
             };
+            if k3 == "peak_epoch" {
+                ui.peak_set.set(true);
+            }
+            // Shorter or longer runs move the peak with them, as `?epochs=` does, unless the
+            // visitor or the link set it.
+            let moved_peak = (k3 == "epochs" && !ui.peak_set.get_untracked())
+                .then(|| {
+                    let mut c = TrainConfig::new();
+                    c.set_field("epochs", &v).ok().map(|_| TrainConfig::scaled_peak(c.epochs).to_string())
+                })
+                .flatten();
             ui.form.update(|f| {
                 if let Some(slot) = f.iter_mut().find(|(k, _)| *k == k3) {
                     slot.1 = v;
+                }
+                if let Some(peak) = moved_peak {
+                    if let Some(slot) = f.iter_mut().find(|(k, _)| k == "peak_epoch") {
+                        slot.1 = peak;
+                    }
                 }
             });
             sync_recipe(ui, k3 == "recipe");

@@ -23,8 +23,9 @@ pub struct Shown {
     pub sample: Split,
     /// The images of the evaluation's first mistakes, in order.
     pub mistakes: Vec<u8>,
-    /// The adapter's name, for the remembered convolution choices.
-    pub adapter: String,
+    /// What the page sees of the device that trains (`ComputeView::device_key`), for the
+    /// remembered convolution choices.
+    pub device_key: String,
     /// Convolution choices made this session, by key (also in localStorage, which a browser
     /// may refuse): the algorithm's name and the line that explains it.
     pub conv_choices: std::collections::HashMap<String, (String, String)>,
@@ -65,6 +66,9 @@ pub struct Ui {
     pub progress: RwSignal<Option<Progress>>,
     pub data_version: RwSignal<u32>,
     pub form: RwSignal<Vec<(String, String)>>,
+    /// The One-Cycle peak was set by the link (`?peak_epoch=`) or typed by the visitor; until
+    /// then it moves with the epochs, as the recipe's epoch 5 of 24 does.
+    pub peak_set: RwSignal<bool>,
     pub form_errors: RwSignal<Vec<(String, String)>>,
     pub data_url: RwSignal<String>,
     pub data_files: RwSignal<Vec<String>>,
@@ -117,6 +121,7 @@ impl Ui {
             progress: RwSignal::new(None),
             data_version: RwSignal::new(0),
             form: RwSignal::new(Vec::new()),
+            peak_set: RwSignal::new(false),
             form_errors: RwSignal::new(Vec::new()),
             data_url: RwSignal::new("data/cifar-10-batches-bin/".into()),
             data_files: RwSignal::new(crate::data::official_files()),
