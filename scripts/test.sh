@@ -35,8 +35,10 @@ export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
 
 # The release site is the one wasm build of the suite: the browser tests (step 2) compile in
 # the same profile, features and flags, so they reuse its dependencies, and the end-to-end
-# journeys (step 3) serve it. It builds while the native tests run: its cargo build leaves a
-# core idle in long single-crate stretches, and wasm-bindgen and wasm-opt use one core.
+# journeys (step 4) serve it. It builds while the native tests run (its cargo build leaves a
+# core idle in long single-crate stretches), and its wasm-opt (one core, ~6 min) runs while
+# the browser tests do: their cargo waits for the site's cargo (one build directory, one lock)
+# and starts as soon as it ends.
 dist="$root/target/e2e-dist"
 site_log="$root/target/site-build.log"
 mkdir -p "$root/target"
@@ -44,25 +46,26 @@ mkdir -p "$root/target"
 site=$!
 trap 'kill $site 2>/dev/null || true' EXIT
 
-step "1/5 native tests (flex CPU backend, real CIFAR-10 files), with the release site building beside them"
+step "1/5 native tests (flex CPU backend, real CIFAR-10 files), the release site building beside them"
 cargo test --release --lib --bins --test config --test data --test engine --test pytorch_fixture --test fuzz --test selftest --test cli --test conv_choice
 
-step "2/5 the release site (scripts/build-release.sh under /cifar10-webgpu/, wasm-opt -Oz): waiting for its build"
-if ! wait $site; then
-  cat "$site_log"; echo "the release site did not build" >&2; exit 1
-fi
-tail -n 3 "$site_log"
-
-step "3/5 browser tests (wasm-bindgen-test, headless Chromium, WebGPU; release profile, the site's dependencies)"
+step "2/5 browser tests (wasm-bindgen-test, headless Chromium, WebGPU; the site's release build, its wasm-opt beside them)"
 fixtures=$(mktemp -d)
 ln -s "$CIFAR10_SHARED/sample" "$fixtures/sample"
 ln -s "$(dirname "$CIFAR10_TARBALL")" "$fixtures/full"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 python3 scripts/cors_server.py "$port" "$fixtures" &
 server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
+trap 'kill $server $site 2>/dev/null || true; rm -rf "$fixtures"' EXIT
 CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1800} \
   CARGO_TARGET_DIR="$wasm_target" cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture
+
+step "3/5 the release site (scripts/build-release.sh under /cifar10-webgpu/, wasm-opt -Oz): waiting for the rest of its build"
+if ! wait $site; then
+  cat "$site_log"; echo "the release site did not build" >&2; exit 1
+fi
+trap 'kill $server 2>/dev/null || true; rm -rf "$fixtures"' EXIT
+tail -n 3 "$site_log"
 
 step "4/5 end-to-end (the release site from a static server; Chromium and Firefox, engine in its worker and on the page's thread)"
 # Every journey in Chromium (chromium::), those whose path differs with the engine on the
