@@ -31,6 +31,6 @@ fi
 port=${PORT:-8080}
 echo
 echo "  Open http://127.0.0.1:$port/ in Chrome or Edge (WebGPU), then: Load from URL -> Train."
-echo "  (The first run, tools included, takes about 45 minutes on 2 cores; later ones reuse the cache.)"
+echo "  (The first run installs tools and builds for about 20 minutes on 2 cores; later ones reuse the cache.)"
 echo
 exec trunk serve --release --address 127.0.0.1 --port "$port"

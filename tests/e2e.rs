@@ -138,9 +138,12 @@ impl Site {
 }
 
 fn dist_dir() -> PathBuf {
+    // Absolute: each test links it from a temporary folder, where a relative link would dangle
+    // (and every journey would time out waiting for a page that never loads).
     let dist = std::env::var("E2E_DIST")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist"));
+    let dist = std::path::absolute(&dist).unwrap_or(dist);
     assert!(
         dist.join("index.html").exists(),
         "{} has no built site: run scripts/test.sh (trunk build --release --public-url {SUB_PATH})",
