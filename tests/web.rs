@@ -340,6 +340,16 @@ async fn editing_epochs_moves_the_peak_unless_the_visitor_set_it() {
     gloo::timers::future::TimeoutFuture::new(50).await;
     assert!(actions::form_config(ui).is_none());
     assert_eq!(ui.form_errors.get_untracked()[0].0, "peak_epoch");
+    // Choosing a recipe brings its own peak, which moves with the epochs again.
+    type_in("hp-epochs", "10");
+    let select: web_sys::HtmlSelectElement = testid(&root, "hp-recipe").dyn_into().unwrap();
+    select.set_value("seed");
+    select.dispatch_event(&web_sys::Event::new("change").unwrap()).unwrap();
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    assert_eq!(input("hp-peak_epoch").value(), "5");
+    type_in("hp-epochs", "4");
+    gloo::timers::future::TimeoutFuture::new(50).await;
+    assert_eq!(actions::form_config(ui).map(|c| (c.epochs, c.peak_epoch)), Some((4, TrainConfig::scaled_peak(4))));
 
     // Set by the link: it stays when the epochs change.
     let ui = Ui::new();

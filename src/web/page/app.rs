@@ -347,8 +347,11 @@ pub fn HyperParams(ui: Ui) -> impl IntoView {
             } else {
                 event_target_value(&ev)
             };
-            if k3 == "peak_epoch" {
-                ui.peak_set.set(true);
+            // A typed peak stays; a chosen recipe brings its own, which then moves again.
+            match k3.as_str() {
+                "peak_epoch" => ui.peak_set.set(true),
+                "recipe" => ui.peak_set.set(false),
+                _ => {}
             }
             // Shorter or longer runs move the peak with them, as `?epochs=` does, unless the
             // visitor or the link set it.
