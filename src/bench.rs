@@ -45,6 +45,16 @@ pub struct StepBench {
     pub conv: String,
     /// Whether the images were random bytes (no data set loaded).
     pub synthetic: bool,
+    /// Replicas that shared each step (the CPU's workers; 1: this thread alone).
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Where a step's time went across the workers, per timed step.
+    #[serde(default)]
+    pub replicas: Option<crate::replicas::step::StepTimes>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl StepBench {
@@ -64,6 +74,7 @@ impl StepBench {
             if self.synthetic { " · synthetic images" } else { "" },
             prec = if self.images_per_sec < 100.0 { 1 } else { 0 }
         ) + &self.probes.iter().map(|(name, value)| format!(" · {name} {value:.1}")).collect::<String>()
+            + &self.replicas.as_ref().map(|r| format!(" · {}", r.summary())).unwrap_or_default()
     }
 }
 
@@ -110,6 +121,10 @@ pub async fn bench_steps<H: Host>(
     let mut prep_ms = 0.0;
     let mut host_ms = 0.0;
     let mut probes_start = Vec::new();
+    let mut replica_times: Option<crate::replicas::step::StepTimes> = None;
+    if let Some(helpers) = host.helpers() {
+        crate::replicas::step::setup(&*helpers, config).await;
+    }
     for step in 0..warmup + steps {
         proceed(host)?;
         if step == warmup {
@@ -126,9 +141,25 @@ pub async fn bench_steps<H: Host>(
             (0..config.batch_size).map(|i| (step * config.batch_size + i) % train.len()).collect();
         let batch = augment::make_batch(train, &indices, aug, &norm, &mut rng);
         prep_ms += host.now_ms() - prep_start;
-        let (images, labels) = batch_tensors(batch, &device);
-        // Split as training splits it: the step timed is the step trained.
-        let (_, _, grads) = objective.backward(&model, images, labels, config.micro_batch);
+        // Split as training splits it: the step timed is the step trained (over the CPU's
+        // workers too, when the host has them).
+        let grads = match host.helpers().filter(|h| crate::replicas::step::splits(batch.len(), &**h)) {
+            Some(helpers) => {
+                let clock = || host.now_ms();
+                let (_, _, grads, stepped, times) =
+                    crate::replicas::step::backward(&objective, model, batch, config.micro_batch, &*helpers, &device, &clock)
+                        .await?;
+                model = stepped;
+                if step >= warmup {
+                    replica_times.get_or_insert_with(Default::default).add(&times);
+                }
+                grads
+            }
+            None => {
+                let (images, labels) = batch_tensors(batch, &device);
+                objective.backward(&model, images, labels, config.micro_batch).2
+            }
+        };
         model = optim.step(lr, model, objective.adjust(grads));
         // Everything above ran on this thread without waiting for the GPU: nothing is read.
         host_ms += host.now_ms() - prep_start;
@@ -152,6 +183,8 @@ pub async fn bench_steps<H: Host>(
         probes,
         conv: format!("{:?}", crate::model::conv_algorithm()).to_lowercase(),
         synthetic: false,
+        workers: replica_times.as_ref().map_or(1, |t| t.replicas),
+        replicas: replica_times.map(|t| t.per_step(steps)),
     })
 }
 

@@ -107,6 +107,9 @@ pub async fn find_lr<H: Host>(
     let mut avg = 0f64;
     let mut best = f64::INFINITY;
     let mut order = Vec::new();
+    if let Some(helpers) = host.helpers() {
+        crate::replicas::step::setup(&*helpers, train).await;
+    }
     'sweep: for step in 0..steps {
         proceed(host)?;
         if order.is_empty() {
@@ -114,10 +117,24 @@ pub async fn find_lr<H: Host>(
         }
         let indices = order.pop().unwrap_or_default();
         let batch = augment::make_batch(&data.train, &indices, aug, &norm, &mut rng);
-        let (images, labels) = batch_tensors(batch, &device);
         let lr = finder.start_lr * (ratio * step as f64 / (steps - 1) as f64).exp();
-        // Split as training splits it, so the LR found is for the steps training will take.
-        let (loss, _, grads) = objective.backward(&model, images, labels, train.micro_batch);
+        // Split as training splits it (micro-batches, the CPU's workers), so the LR found is
+        // for the steps training will take.
+        let (loss, grads) = match host.helpers().filter(|h| crate::replicas::step::splits(batch.len(), &**h)) {
+            Some(helpers) => {
+                let clock = || host.now_ms();
+                let (loss, _, grads, stepped, _) =
+                    crate::replicas::step::backward(&objective, model, batch, train.micro_batch, &*helpers, &device, &clock)
+                        .await?;
+                model = stepped;
+                (loss, grads)
+            }
+            None => {
+                let (images, labels) = batch_tensors(batch, &device);
+                let (loss, _, grads) = objective.backward(&model, images, labels, train.micro_batch);
+                (loss, grads)
+            }
+        };
         pending.push(loss);
         result.lrs.push(lr);
         model = optim.step(lr, model, objective.adjust(grads));

@@ -101,6 +101,12 @@ pub trait Host {
     fn probe(&mut self) -> Vec<Probe> {
         Vec::new()
     }
+    /// Replicas of the model on other threads (the CPU's workers) that share each batch's
+    /// forward and backward passes and each evaluation (`replicas`); `None`: this thread
+    /// computes everything.
+    fn helpers(&self) -> Option<std::rc::Rc<dyn crate::replicas::Helpers>> {
+        None
+    }
 }
 
 /// One reading of a host counter.
@@ -162,6 +168,8 @@ pub struct Trainer {
     pub log: RunLog,
     pub last_evaluation: Option<Evaluation>,
     pub(crate) elapsed_ms: f64,
+    /// Where the data-parallel steps' time went, summed since the run started (CPU workers).
+    pub replica_times: crate::replicas::step::StepTimes,
 }
 
 impl Trainer {
@@ -217,6 +225,7 @@ impl Trainer {
             log,
             last_evaluation: None,
             elapsed_ms: 0.0,
+            replica_times: Default::default(),
             config,
             device,
         }
@@ -233,6 +242,42 @@ impl Trainer {
         let (loss, logits, grads) = self.objective.backward(&self.model, images, labels, self.config.micro_batch);
         let (lr, momentum) = self.apply_gradients(grads);
         (loss, logits, lr, momentum)
+    }
+
+    /// [`Trainer::train_step`] on a batch still in host memory, split over the host's helpers
+    /// (the CPU's workers, `replicas`) when it has any and the batch is large enough to share;
+    /// else uploaded and stepped here. Returns the loss, logits and labels on the device, and
+    /// the LR and momentum used.
+    pub async fn step_on<H: Host>(
+        &mut self,
+        batch: augment::Batch,
+        host: &H,
+    ) -> Result<(Tensor<1>, Tensor<2>, Tensor<1, Int>, f64, f64), TrainError> {
+        let helpers = host.helpers().filter(|h| crate::replicas::step::splits(batch.len(), &**h));
+        let Some(helpers) = helpers else {
+            let (images, labels) = batch_tensors(batch, &self.device);
+            let (loss, logits, lr, momentum) = self.train_step(images, labels.clone());
+            return Ok((loss, logits, labels, lr, momentum));
+        };
+        crate::replicas::step::setup(&*helpers, &self.config).await;
+        helpers.at_step(self.step);
+        let n = batch.len();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), &self.device);
+        let clock = || host.now_ms();
+        let (loss, logits, grads, model, times) = crate::replicas::step::backward(
+            &self.objective,
+            self.model.clone(),
+            batch,
+            self.config.micro_batch,
+            &*helpers,
+            &self.device,
+            &clock,
+        )
+        .await?;
+        self.replica_times.add(&times);
+        self.model = model;
+        let (lr, momentum) = self.apply_gradients(grads);
+        Ok((loss, logits, labels, lr, momentum))
     }
 
     /// The optimiser half of [`Trainer::train_step`]: the recipe's BatchNorm gradient rules,
@@ -350,8 +395,7 @@ impl Trainer {
             })?;
             let batch = augment::make_batch(&data.train, indices, aug, &self.norm, &mut rng);
             let batch_len = batch.len();
-            let (images, labels) = batch_tensors(batch, &self.device);
-            let (loss, logits, step_lr, momentum) = self.train_step(images, labels.clone());
+            let (loss, logits, labels, step_lr, momentum) = self.step_on(batch, host).await?;
             lr = step_lr;
             let correct = logits.argmax(1).reshape([batch_len]).equal(labels).float().sum();
 
@@ -403,6 +447,9 @@ impl Trainer {
         // Test-time augmentation costs up to 6 passes: only the final evaluation pays it.
         let tta = if self.epoch + 1 == cfg.epochs { cfg.tta } else { 0 };
         let view = EvalView { logit_scale: cfg.logit_scale, tta };
+        if let Some(helpers) = host.helpers() {
+            crate::replicas::step::setup(&*helpers, &cfg).await;
+        }
         let evaluation =
             evaluate(&self.model, &data.test, &self.norm, cfg.eval_pass(), cfg.mistakes, view, &self.device, host)
                 .await?;
@@ -486,24 +533,42 @@ pub fn view_logits(
     view: EvalView,
     device: &Device,
 ) -> Tensor<2> {
+    let (batches, weights) = view_batches(split, indices, norm, view);
+    view_logits_of(model, batches, &weights, indices.len(), device)
+}
+
+/// The images of each view of some images (`[n, 3, 32, 32]`, normalised) and the views' weights.
+pub fn view_batches(split: &Split, indices: &[usize], norm: &Normalization, view: EvalView) -> (Vec<Vec<f32>>, Vec<f32>) {
     let views = view.views();
     let mut rng = augment::rng(0, 0);
+    views
+        .iter()
+        .map(|&(dy, dx, mirror, weight)| {
+            let batch = if views.len() == 1 {
+                augment::make_batch(split, indices, Augment::NONE, norm, &mut rng)
+            } else {
+                augment::view_batch(split, indices, dy, dx, mirror, norm)
+            };
+            (batch.images, weight)
+        })
+        .unzip()
+}
+
+/// The weighted sum of the logits of `n` images seen through views (one batch of images a
+/// view, `weights` theirs; a single view is not multiplied).
+pub fn view_logits_of(model: &ResNet9, batches: Vec<Vec<f32>>, weights: &[f32], n: usize, device: &Device) -> Tensor<2> {
+    let single = batches.len() == 1;
     let mut sum: Option<Tensor<2>> = None;
-    for &(dy, dx, mirror, weight) in &views {
-        let batch = if views.len() == 1 {
-            augment::make_batch(split, indices, Augment::NONE, norm, &mut rng)
-        } else {
-            augment::view_batch(split, indices, dy, dx, mirror, norm)
-        };
-        let (images, _) = batch_tensors(batch, device);
+    for (images, &weight) in batches.into_iter().zip(weights) {
+        let images = Tensor::<4>::from_data(TensorData::new(images, [n, 3, 32, 32]), device);
         let out = model.forward(images);
-        let out = if views.len() == 1 { out } else { out.mul_scalar(weight) };
+        let out = if single { out } else { out.mul_scalar(weight) };
         sum = Some(match sum.take() {
             Some(s) => s + out,
             None => out,
         });
     }
-    sum.unwrap_or_else(|| Tensor::zeros([indices.len(), 10], device))
+    sum.unwrap_or_else(|| Tensor::zeros([n, 10], device))
 }
 
 /// Evaluates `model` on a split: loss, accuracy, confusion matrix and the most confident
@@ -528,6 +593,30 @@ pub async fn evaluate<H: Host>(
         return Ok(eval);
     }
     let indices: Vec<usize> = (0..split.len()).collect();
+    // Helpers built for this model by the run's steps (`replicas::step::setup`).
+    let helpers = host.helpers().filter(|h| h.configured().is_some() && crate::replicas::step::splits(eval_batch.max(1), &**h));
+    if let Some(helpers) = helpers {
+        // The CPU's workers each take a part of every chunk; they get the weights once.
+        let mut weights = Some(crate::replicas::layout::Layout::of(&model).read(&model).await.map_err(TrainError::Device)?);
+        let mut probs = Vec::with_capacity(split.len() * 10);
+        for chunk in indices.chunks(eval_batch.max(1)) {
+            let (batches, views) = view_batches(split, chunk, norm, view);
+            let part = crate::replicas::step::probabilities(
+                &model,
+                batches,
+                &views,
+                view.logit_scale,
+                weights.take(),
+                &*helpers,
+                &device,
+            )
+            .await?;
+            probs.extend(part);
+            host.yield_now().await;
+        }
+        eval.add(&probs, &split.labels, 0, keep_mistakes);
+        return Ok(eval);
+    }
     let mut probs = Vec::new();
     for chunk in indices.chunks(eval_batch.max(1)) {
         let logits = view_logits(&model, split, chunk, norm, view, &device);

@@ -68,11 +68,26 @@ impl Objective {
         labels: Tensor<1, Int>,
         micro_batch: Option<usize>,
     ) -> (Tensor<1>, Tensor<2>, GradientsParams) {
+        self.backward_scaled(model, images, labels, micro_batch, 1.0)
+    }
+
+    /// [`Objective::backward`] of a slice of a larger batch whose loss counts `scale` times
+    /// (its share of the batch): a data-parallel replica's part of a step (`replicas`). The
+    /// loss returned is scaled too. At `scale` 1 nothing is multiplied.
+    pub fn backward_scaled(
+        &self,
+        model: &ResNet9,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+        micro_batch: Option<usize>,
+        scale: f64,
+    ) -> (Tensor<1>, Tensor<2>, GradientsParams) {
         let batch = images.dims()[0];
         let sizes = split_sizes(batch, micro_batch);
         if sizes.len() <= 1 {
             let logits = self.logits(model, images);
             let loss = self.loss(logits.clone(), labels);
+            let loss = if scale == 1.0 { loss } else { loss.mul_scalar(scale) };
             let grads = GradientsParams::from_grads(loss.backward(), model);
             return (loss.detach(), logits.detach(), grads);
         }
@@ -81,7 +96,7 @@ impl Objective {
         let mut start = 0;
         for size in sizes {
             let logits = self.logits(model, images.clone().narrow(0, start, size));
-            let share = size as f64 / batch as f64;
+            let share = scale * size as f64 / batch as f64;
             let loss = self.loss(logits.clone(), labels.clone().narrow(0, start, size)).mul_scalar(share);
             accumulator.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
             losses.push(loss.detach());
