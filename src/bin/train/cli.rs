@@ -12,6 +12,8 @@ use cifar10_webgpu::data;
 use cifar10_webgpu::lr_finder::{find_lr, LrFinderConfig};
 use cifar10_webgpu::metrics::{crossings_summary, EpochStats};
 use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
+use cifar10_webgpu::replicas::threads::ThreadHelpers;
+use cifar10_webgpu::replicas::Helpers;
 use cifar10_webgpu::train::{Control, Event, Host, TrainError, Trainer};
 use cifar10_webgpu::weights;
 
@@ -29,6 +31,9 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--micro-batch N]  (at most N images a forward/backward pass: a bigger batch trains as the
                      fewest equal micro-batches, gradients summed into one step; for GPUs whose
                      buffers cannot hold the batch; may change on --resume)
+  [--cpu-replicas N]  (flex only: N replicas of the model on N threads share each batch and
+                     evaluation, gradients summed into one step, as micro-batches of
+                     ceil(batch / N) on one thread; 1: this thread alone)
   [--conv burn|im2col|gemm|auto]  (how the 3x3 convolutions are computed; same results; gemm: wgpu/vulkan only;
                              auto: time a few steps with each on the device first and keep the fastest)
    or: train --self-test [--backend flex|wgpu|vulkan]
@@ -73,6 +78,8 @@ struct Args {
     auto_conv: bool,
     /// `--micro-batch N`, kept apart from `config` because it also applies to a resumed run.
     micro_batch: Option<usize>,
+    /// `--cpu-replicas N`: replicas on N threads (the main one and N - 1 helpers).
+    cpu_replicas: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -93,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
     let mut peak_given = false;
     let mut auto_conv = false;
     let mut micro_batch = None;
+    let mut cpu_replicas = 1;
     let (mut save_state, mut resume, mut recipe_flag) = (None, None, None);
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         v.ok_or(format!("{flag} needs a value"))?
@@ -134,6 +142,12 @@ fn parse_args() -> Result<Args, String> {
                 }
                 micro_batch = Some(n);
             }
+            "--cpu-replicas" => {
+                cpu_replicas = num(&a, it.next())?;
+                if cpu_replicas == 0 {
+                    return Err("--cpu-replicas must be at least 1".into());
+                }
+            }
             "--backend" => backend = it.next().ok_or("--backend needs a value")?,
             "--out" => out = it.next().map(PathBuf::from).ok_or("--out needs a value")?,
             "--lr-find" => lr_find = true,
@@ -155,6 +169,9 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if cpu_replicas > 1 && backend != "flex" {
+        return Err(format!("--cpu-replicas splits the batch over CPU threads: it needs --backend flex, not {backend}"));
     }
     if let (Some(_), Some(flag)) = (&resume, &recipe_flag) {
         return Err(format!("{flag} cannot change a resumed run: --resume takes the recipe from the saved state"));
@@ -178,6 +195,7 @@ fn parse_args() -> Result<Args, String> {
         resume,
         auto_conv,
         micro_batch,
+        cpu_replicas,
     })
 }
 
@@ -211,6 +229,8 @@ struct CliHost {
     gpu_memory: bool,
     deadline: Option<f64>,
     stop: bool,
+    /// Helper threads of `--cpu-replicas`.
+    helpers: Option<std::rc::Rc<ThreadHelpers>>,
 }
 
 impl Host for CliHost {
@@ -252,6 +272,9 @@ impl Host for CliHost {
     async fn yield_now(&mut self) {}
     async fn sleep_ms(&mut self, ms: u32) {
         std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+    }
+    fn helpers(&self) -> Option<std::rc::Rc<dyn Helpers>> {
+        self.helpers.clone().map(|h| h as std::rc::Rc<dyn Helpers>)
     }
 }
 
@@ -306,7 +329,11 @@ fn run() -> Result<(), String> {
         gpu_memory: args.gpu_memory,
         deadline: args.max_minutes.map(|m| m * 60_000.0),
         stop: false,
+        helpers: (args.cpu_replicas > 1).then(|| std::rc::Rc::new(ThreadHelpers::start(args.cpu_replicas - 1, &device))),
     };
+    if args.cpu_replicas > 1 {
+        println!("{} replicas on CPU threads share each batch (slices of at least {} images)", args.cpu_replicas, cifar10_webgpu::replicas::MIN_SLICE);
+    }
     if args.auto_conv {
         let candidates = ConvAlgorithm::available_on(&device);
         let choice = pollster::block_on(choose_conv(&args.config, &data.train, &device, &candidates, &mut host))
@@ -446,7 +473,7 @@ fn bench_layers() -> Result<(), String> {
     }
     let device = device(&backend)?;
     let algorithms = ConvAlgorithm::available_on(&device);
-    let mut host = CliHost { start: Instant::now(), gpu_memory: false, deadline: None, stop: false };
+    let mut host = CliHost { start: Instant::now(), gpu_memory: false, deadline: None, stop: false, helpers: None };
     let rows = pollster::block_on(cifar10_webgpu::bench::bench_layers(&algorithms, width, batch, reps, &device, &mut host))
         .map_err(|e| e.to_string())?;
     for r in rows {
