@@ -10,6 +10,7 @@ pub mod js;
 pub mod page;
 pub mod probe;
 pub mod protocol;
+pub mod spawn;
 
 /// The wasm's start: the static constructors once, then the page mounts. In the engine's
 /// worker (the same wasm, started by `engine::worker::cifar10_worker_main`) there is no page.

@@ -59,6 +59,12 @@ pub struct StartOptions {
     /// Test-only (`?test_max_binding_mib=N`): the storage-binding limit is at most N MiB, so a
     /// narrow net exercises the micro-batches a small adapter needs.
     pub max_binding_mib: Option<u64>,
+    /// `?cpu_workers=N`: on the CPU, train on N workers (the engine and N - 1 helpers); `None`:
+    /// as many as the browser reports cores, at most `pool::MOST_WORKERS`; 1: the engine alone.
+    pub cpu_workers: Option<usize>,
+    /// Test-only (`?test_kill_cpu_worker=STEP`): a CPU helper is killed while it holds its
+    /// slice of this step (counted from 0 in each run).
+    pub kill_cpu_worker_at: Option<usize>,
     /// Whether the page's own thread has `navigator.gpu`: a worker without it then hands the
     /// engine to the page (GPU there) instead of training on the CPU.
     pub page_has_webgpu: bool,

@@ -25,6 +25,7 @@ use crate::lr_finder::{find_lr, LrFinderConfig};
 use crate::model::{ConvAlgorithm, ResNet9};
 use crate::saved::SavedRun;
 use crate::train::{Control, Event, Host, TrainError, Trainer};
+use crate::replicas::Helpers as _;
 use crate::weights;
 
 /// Where updates go: posted to the page (worker) or applied to its signals (same thread).
@@ -53,6 +54,8 @@ pub struct Engine {
     pub gpu_settled: bool,
     /// A GPU action clicked before the self-test ended: it runs once the self-test passes.
     pub waiting: Option<Command>,
+    /// On the CPU: the helper workers that share each batch (`pool.rs`), when there are any.
+    pub pool: Option<Rc<super::pool::Pool>>,
 }
 
 thread_local! {
@@ -217,11 +220,12 @@ async fn use_cpu(reason: String) {
         e.selftest = None;
         e.gpu_settled = true;
     });
-    emit(Update::Compute(device::cpu_view(&reason, None)));
+    let wanted = with_engine(|e| device::cpu_workers(e.options.cpu_workers));
+    emit(Update::Compute(device::cpu_view(&reason, wanted, None)));
     // The fault hook corrupts the GPU's results only: a CPU that takes over from a failed GPU
     // must not fail the same way.
     let report = crate::selftest::run(&device::cpu(), &crate::selftest::Fault(None)).await;
-    let line = match &report {
+    let mut line = match &report {
         Ok(r) => {
             // A link's `?conv=gemm` names a GPU kernel: the CPU takes one that passed.
             let usable = r.usable_convs();
@@ -232,9 +236,38 @@ async fn use_cpu(reason: String) {
         }
         Err(e) => format!("The self-test could not run on the CPU: {e}"),
     };
-    emit(Update::Compute(device::cpu_view(&reason, Some(&line))));
+    if report.is_ok() && wanted > 1 {
+        line += &start_helpers(wanted - 1).await;
+    }
+    let workers = 1 + with_engine(|e| e.pool.as_ref().map_or(0, |p| p.count()));
+    emit(Update::Compute(device::cpu_view(&reason, workers, Some(&line))));
     with_engine(|e| e.selftest = Some(report));
     run_waiting();
+}
+
+/// Starts `n` helper workers beside the engine; returns what the compute line adds when some
+/// did not start.
+async fn start_helpers(n: usize) -> String {
+    if let Some(old) = with_engine(|e| e.pool.take()) {
+        old.stop();
+    }
+    let kill_at = with_engine(|e| e.options.kill_cpu_worker_at);
+    let on_retire: Rc<dyn Fn(String, usize)> = Rc::new(|why: String, left: usize| {
+        let reason = with_engine(|e| e.cpu.clone()).unwrap_or_default();
+        let line = format!(
+            "A CPU worker stopped ({why}); training goes on with {} (the step it was in was computed by the others).",
+            device::cpu_name(left + 1)
+        );
+        say(Place::Train, false, line.clone());
+        emit(Update::Compute(device::cpu_view(&reason, left + 1, Some(&line))));
+    });
+    let (pool, failures) = super::pool::Pool::start(n, kill_at, on_retire).await;
+    with_engine(|e| e.pool = Some(Rc::new(pool)));
+    if failures.is_empty() {
+        String::new()
+    } else {
+        format!(" {} of {n} CPU helper workers did not start ({}).", failures.len(), failures.join("; "))
+    }
 }
 
 /// The device GPU actions use, with the storage-binding limit that bounds a buffer (none on
@@ -307,6 +340,12 @@ impl Host for WebHost {
             emit(Update::ProbeMark);
         }
         probes
+    }
+    fn helpers(&self) -> Option<Rc<dyn crate::replicas::Helpers>> {
+        with_engine(|e| match (&e.gpu, &e.pool) {
+            (None, Some(pool)) if pool.count() > 0 => Some(pool.clone() as Rc<dyn crate::replicas::Helpers>),
+            _ => None,
+        })
     }
 }
 

@@ -5,5 +5,7 @@
 pub mod commands;
 pub mod device;
 pub mod gpu;
+pub mod helper;
 pub mod loader;
+pub mod pool;
 pub mod worker;

@@ -74,6 +74,10 @@ pub fn apply_query(ui: Ui, pairs: &[(String, String)]) {
             "test_gpu_error" => ui.options.update(|o| o.gpu_error_in_epoch = v.parse().ok()),
             // Test-only: the storage-binding limit is at most this many MiB (micro-batches).
             "test_max_binding_mib" => ui.options.update(|o| o.max_binding_mib = v.parse().ok().filter(|&m: &u64| m > 0)),
+            // The CPU engine's workers (the engine and its helpers); 1: the engine alone.
+            "cpu_workers" => ui.options.update(|o| o.cpu_workers = v.parse().ok().filter(|&n: &usize| n > 0)),
+            // Test-only: a CPU helper dies while it holds its slice of this step.
+            "test_kill_cpu_worker" => ui.options.update(|o| o.kill_cpu_worker_at = v.parse().ok()),
             // Test-only: the GPU self-test waits until a GPU action waits for it.
             "test_hold_selftest" => ui.options.update(|o| o.hold_selftest = v == "1"),
             // Counts the page's WebGPU calls and long tasks for the benchmark's line: the GPU

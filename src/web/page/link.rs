@@ -33,24 +33,6 @@ fn apply() -> Apply {
         .unwrap_or_else(|| Rc::new(|update, _| log::warn!("engine update before the page listened: {update:?}")))
 }
 
-/// The worker's first script: it takes the address of the page's wasm-bindgen glue and the
-/// compiled module (sent by the page, so nothing is fetched or compiled twice), starts the
-/// same wasm, and hands over to `cifar10_worker_main` with the commands that arrived meanwhile.
-const BOOT: &str = r#"
-const early = [];
-let booted = false;
-self.onmessage = (e) => {
-  if (booted) { early.push(e.data); return; }
-  booted = true;
-  import(e.data.glue)
-    .then(async (glue) => {
-      await glue.default({ module_or_path: e.data.module });
-      glue.cifar10_worker_main(early);
-    })
-    .catch((err) => self.postMessage({ bootError: String((err && err.stack) || err) }));
-};
-"#;
-
 /// Whether the engine runs in a worker.
 pub fn in_worker() -> bool {
     LINK.with(|l| matches!(*l.borrow(), Some(Link::Worker(_))))
@@ -115,38 +97,9 @@ pub fn send(command: Command, attachments: Vec<JsValue>) {
     }
 }
 
-/// The address of the page's wasm-bindgen glue, whatever built the page (trunk, the test
-/// runner): the glue defines the JS side of every import, so an `Error` made through one
-/// carries the glue's URL in its first stack frame.
-fn glue_url() -> Option<String> {
-    let stack = js_sys::Reflect::get(&js_sys::Error::new("where is the glue"), &"stack".into()).ok()?.as_string()?;
-    stack.lines().skip_while(|l| !l.contains("://")).find_map(frame_url)
-}
-
-/// The script URL of one stack frame (`at f (URL:line:col)` or `f@URL:line:col`).
-fn frame_url(line: &str) -> Option<String> {
-    let scheme = line.find("://")?;
-    let start = line[..scheme].rfind(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '+').map_or(0, |i| i + 1);
-    let rest = line[start..].trim_end().trim_end_matches(')');
-    // Strip `:line:col`.
-    let (rest, col) = rest.rsplit_once(':')?;
-    let (url, row) = rest.rsplit_once(':')?;
-    (col.chars().all(|c| c.is_ascii_digit()) && row.chars().all(|c| c.is_ascii_digit())).then(|| url.to_string())
-}
-
-/// A module worker from a `blob:` script (no extra file to build or serve), started with the
-/// page's own glue and compiled module.
+/// The engine's worker (`spawn.rs`), its updates handed to the page.
 fn spawn_worker(ui: Ui) -> Result<web_sys::Worker, String> {
-    let glue = glue_url().ok_or("the page's wasm glue was not found")?;
-    let parts = js_sys::Array::of1(&BOOT.into());
-    let options = web_sys::BlobPropertyBag::new();
-    options.set_type("text/javascript");
-    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options).map_err(|e| format!("{e:?}"))?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
-    let worker_options = web_sys::WorkerOptions::new();
-    worker_options.set_type(web_sys::WorkerType::Module);
-    let worker = web_sys::Worker::new_with_options(&url, &worker_options).map_err(|e| format!("{e:?}"))?;
-
+    let worker = crate::web::spawn::module_worker()?;
     let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
         let data = event.data();
         if let Some(error) = js_sys::Reflect::get(&data, &"bootError".into()).ok().and_then(|e| e.as_string()) {
@@ -173,10 +126,7 @@ fn spawn_worker(ui: Ui) -> Result<web_sys::Worker, String> {
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
 
-    let boot = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&boot, &"glue".into(), &glue.into());
-    let _ = js_sys::Reflect::set(&boot, &"module".into(), &wasm_bindgen::module());
-    worker.post_message(&boot).map_err(|e| format!("{e:?}"))?;
+    crate::web::spawn::boot(&worker, "cifar10_worker_main")?;
     Ok(worker)
 }
 
