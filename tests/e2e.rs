@@ -1205,13 +1205,17 @@ async fn the_hosted_build_trains_from_its_bundled_data(o: Opts) {
 
 /// A visitor without WebGPU (Chromium on Linux without `--enable-unsafe-webgpu`: no adapter;
 /// Firefox ESR as installed: no `navigator.gpu`) reads in plain words what is missing and that
-/// the CPU trains instead, and trains one short epoch on the real sample files there: curves,
-/// gallery, weights that download and load back. With `?device=gpu` the same browser refuses.
+/// the CPU trains instead, and trains one short epoch on the real sample files there, on two
+/// workers (`?cpu_workers=2`: the engine and a helper share each batch): Pause answers at once,
+/// a helper killed mid-step (`?test_kill_cpu_worker=6`) leaves the run to finish on the engine
+/// alone and the page says so; curves, gallery, weights that download and load back. With
+/// `?device=gpu` the same browser refuses.
 async fn without_webgpu_the_page_trains_on_the_cpu(o: Opts) {
     let site = open("no-webgpu", o).await;
     let c = &site.client;
     let query = "data=/samples/&shards=train_2000.bin,test_500.bin,batches.meta.txt\
-        &epochs=1&batch=32&width=0.0625&train_subset=256&test_subset=64";
+        &epochs=1&batch=32&width=0.0625&train_subset=640&test_subset=64\
+        &cpu_workers=2&test_kill_cpu_worker=6";
     site.goto(query).await;
     // What each browser lacks, in the visitor's words, and in the browser's own.
     let (reason, missing, detail_words) = match o.browser {
@@ -1219,7 +1223,7 @@ async fn without_webgpu_the_page_trains_on_the_cpu(o: Opts) {
         _ => ("WebGPU found no usable graphics adapter", "no graphics adapter", "WebGPU initialisation failed"),
     };
     let device = wait_text(c, "compute-device", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
-    assert!(device.starts_with(&format!("Training runs on the CPU (WebAssembly SIMD, 1 thread): {reason}")), "{device}");
+    assert!(device.starts_with(&format!("Training runs on the CPU (WebAssembly SIMD, 2 workers): {reason}")), "{device}");
     assert!(device.contains("Self-test passed on the CPU"), "{device}");
     let status = text(c, "webgpu-status").await;
     assert!(status.contains(missing) && status.contains("trains on your CPU instead"), "{status}");
@@ -1240,10 +1244,42 @@ async fn without_webgpu_the_page_trains_on_the_cpu(o: Opts) {
 
     click(c, "data-load-url").await;
     wait_text(c, "data-status", 120, |t| t.contains("train ·")).await;
+    // Pause, clicked by the page itself at the first step it reports (step 10 of 20: the loss
+    // is read every 10 steps, so the run is still going), every text of the phase line recorded in the page: its own
+    // answer first, then the engine's.
+    c.execute(
+        "const ph = document.querySelector(\"[data-testid='train-phase']\"); \
+         const pr = document.querySelector(\"[data-testid='train-progress']\"); const t = document.body.dataset; \
+         t.pauseTexts = ''; \
+         new MutationObserver((_, o) => { if (/step [1-9]/.test(pr.textContent)) { o.disconnect(); \
+           t.pauseClick = performance.now(); document.querySelector(\"[data-testid='train-pause']\").click(); } \
+         }).observe(pr, { subtree: true, childList: true, characterData: true }); \
+         new MutationObserver(() => { const now = ph.textContent; \
+           if (t.pauseClick && !t.pauseTexts.endsWith('|' + now)) t.pauseTexts += '|' + now; \
+           if (t.pauseClick && !t.pauseShown && now.startsWith('Paused')) t.pauseShown = performance.now(); \
+         }).observe(ph, { subtree: true, childList: true, characterData: true }); return 0;",
+        vec![],
+    )
+    .await
+    .unwrap();
     click(c, "train-start").await;
+    wait_text(c, "train-phase", 900, |t| t == "Paused" || t == "Finished" || t == "Failed").await;
+    let texts = c.execute("return document.body.dataset.pauseTexts;", vec![]).await.unwrap();
+    let texts: Vec<String> = texts.as_str().unwrap_or_default().split('|').skip(1).map(str::to_string).collect();
+    let in_page = c.execute("return document.body.dataset.pauseShown - document.body.dataset.pauseClick;", vec![]).await.unwrap();
+    println!("CPU workers, {:?}: the phase line read {texts:?}, Pause shown {:.0} ms after the click", o.browser, in_page.as_f64().unwrap_or(f64::NAN));
+    assert_eq!(texts.first().map(String::as_str), Some("Paused (the engine finishes the step it is in)"), "{texts:?}");
+    assert_eq!(texts.last().map(String::as_str), Some("Paused"), "{texts:?}");
+    assert!(in_page.as_f64().is_some_and(|ms| ms < 1000.0), "Pause took {in_page} ms to show");
+    click(c, "train-pause").await;
     wait_text(c, "train-phase", 900, |t| t == "Finished" || t == "Failed").await;
     let message = text(c, "train-message").await;
     assert!(message.contains("Finished 1 epochs"), "{message}");
+    // The helper killed during step 6: the run finished on the engine alone, and says so.
+    let device = text(c, "compute-device").await;
+    assert!(device.starts_with(&format!("Training runs on the CPU (WebAssembly SIMD, 1 worker): {reason}")), "{device}");
+    assert!(device.contains("A CPU worker stopped (it was stopped by the test hook"), "{device}");
+    assert!(device.contains("training goes on with CPU (WebAssembly SIMD, 1 worker)"), "{device}");
     for chart in ["chart-schedule", "chart-loss", "chart-accuracy", "misclassified", "confusion-matrix"] {
         assert!(drawn_pixels(c, chart).await > 500, "{chart} is empty");
     }
@@ -1278,7 +1314,13 @@ async fn device_cpu_link_uses_the_cpu_where_webgpu_works(o: Opts) {
     let c = &site.client;
     site.goto("device=cpu&width=0.25&batch=16&bench_steps=2").await;
     let device = wait_text(c, "compute-device", 120, |t| t.contains("passed") || t.contains("FAILED")).await;
-    assert!(device.starts_with("Training runs on the CPU (WebAssembly SIMD, 1 thread): this link asks for it (?device=cpu)"), "{device}");
+    // Without `?cpu_workers`: one worker a core the browser reports (at most 8).
+    let cores = c.execute("return navigator.hardwareConcurrency;", vec![]).await.unwrap().as_u64().unwrap_or(1).clamp(1, 8);
+    let workers = if cores == 1 { "1 worker".to_string() } else { format!("{cores} workers") };
+    assert!(
+        device.starts_with(&format!("Training runs on the CPU (WebAssembly SIMD, {workers}): this link asks for it (?device=cpu)")),
+        "{device}"
+    );
     let status = text(c, "webgpu-status").await;
     assert!(status.contains("WebGPU is not used: this link asks for the CPU"), "{status}");
     // The suggestion waits for a click; then it fills the form.
@@ -1288,7 +1330,7 @@ async fn device_cpu_link_uses_the_cpu_where_webgpu_works(o: Opts) {
     assert_eq!(value("hp-width").await, "0.25");
     click(c, "use-cpu-suggestion").await;
     assert_eq!(value("hp-width").await, "0.125");
-    assert_eq!(value("hp-batch").await, "64");
+    assert_eq!(value("hp-batch").await, (32 * cores).clamp(64, 256).to_string());
     assert!(c.find(Locator::Css("[data-testid='use-cpu-suggestion']")).await.is_err(), "the button stays after use");
     click(c, "bench-run").await;
     let result = wait_text(c, "bench-result", 600, |t| !t.is_empty()).await;

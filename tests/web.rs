@@ -454,6 +454,74 @@ async fn pytorch_fixture_on_the_wasm_cpu_engine() {
     assert!(failures.is_empty(), "differences from PyTorch on the wasm CPU engine:\n{}", failures.join("\n"));
 }
 
+/// The page's CPU engine on two workers (`?cpu_workers=2`): the engine and a helper worker
+/// (this test's wasm started once more, `web/engine/pool.rs`) share each batch. From PyTorch's
+/// initial weights, two steps on 32 real images each give the losses, weights and momentum of
+/// the one-worker step in micro-batches of 16 (within 1e-5: the same passes, in the same
+/// order), and the helper holds exactly the engine's weights once they are sent.
+#[wasm_bindgen_test]
+async fn two_cpu_workers_step_like_micro_batches_on_one() {
+    use std::rc::Rc;
+    use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
+    use cifar10_webgpu::replicas::{layout::Layout, Helpers, Job, Task};
+    use cifar10_webgpu::train::{Control, Trainer};
+    struct Workers(Option<Rc<cifar10_webgpu::web::engine::pool::Pool>>);
+    impl Host for Workers {
+        fn now_ms(&self) -> f64 {
+            now()
+        }
+        fn control(&self) -> Control {
+            Control::Run
+        }
+        fn event(&mut self, _: Event) {}
+        async fn yield_now(&mut self) {}
+        async fn sleep_ms(&mut self, _: u32) {}
+        fn helpers(&self) -> Option<Rc<dyn Helpers>> {
+            self.0.clone().map(|p| p as Rc<dyn Helpers>)
+        }
+    }
+    set_conv_algorithm(ConvAlgorithm::Burn);
+    let cpu = cifar10_webgpu::web::engine::device::cpu();
+    let ad = cpu.clone().autodiff();
+    let data = sample_data().await;
+    let (pool, failures) = cifar10_webgpu::web::engine::pool::Pool::start(1, None, Rc::new(|why, _| panic!("a helper was retired: {why}"))).await;
+    assert!(failures.is_empty() && pool.count() == 1, "the helper did not start: {failures:?}");
+    let pool = Rc::new(pool);
+    let norm = Normalization::from_split(&data.train);
+    let config = TrainConfig::new().with_width(0.125).with_batch_size(32).with_epochs(1).with_max_lr(0.05);
+    let model = cifar10_webgpu::weights::import(fixture::INIT, &ad).expect("PyTorch's initial weights load");
+    let mut one = Trainer::with_model(config.clone().with_micro_batch(Some(16)), model.checkpoint(), &cpu, 10, norm);
+    let mut two = Trainer::with_model(config, model, &cpu, 10, norm);
+    let (alone, shared) = (Workers(None), Workers(Some(pool.clone())));
+    let mut losses = (Vec::new(), Vec::new());
+    for step in 0..2u64 {
+        let idx: Vec<usize> = (step as usize * 32..step as usize * 32 + 32).collect();
+        let batch = augment::make_batch(&data.train, &idx, Augment::FULL, &norm, &mut augment::rng(0, step));
+        let read = |t: Tensor<1>| async move { t.into_data_async().await.expect("loss reads back").try_to_vec::<f32>().expect("f32")[0] };
+        losses.0.push(read(one.step_on(batch.clone(), &alone).await.expect("one worker steps").0).await);
+        losses.1.push(read(two.step_on(batch, &shared).await.expect("two workers step").0).await);
+    }
+    web_sys::console::log_1(&format!("two steps, 1 worker in micro-batches {:?}, 2 workers {:?}; {}", losses.0, losses.1, two.replica_times.summary()).into());
+    assert_eq!(two.replica_times.replicas, 2, "{:?}", two.replica_times);
+    assert!(losses.0[0] != losses.0[1], "two real steps: {losses:?}");
+    for (a, b) in losses.0.iter().zip(&losses.1) {
+        assert!(((a - b) / a).abs() < 1e-5, "1 worker {a} vs 2 workers {b}");
+    }
+    let params = |s: cifar10_webgpu::weights::Snapshot| -> Vec<f32> {
+        s.tensors.into_iter().filter(|(n, _, _)| !cifar10_webgpu::model::is_buffer(n)).flat_map(|(_, _, v)| v).collect()
+    };
+    let wa = params(cifar10_webgpu::weights::snapshot(&one.model).await.expect("snapshot"));
+    let wb = params(cifar10_webgpu::weights::snapshot(&two.model).await.expect("snapshot"));
+    assert!(relative_error(&wb, &wa) < 1e-5, "weights differ by {:.2e}", relative_error(&wb, &wa));
+    // The helper loads the engine's weights and holds exactly them.
+    let layout = Layout::of(&two.model);
+    let main = layout.read(&two.model).await.expect("weights read");
+    pool.send(vec![Job { task: Task::Weights, weights: Some(main.clone()), images: Vec::new() }]);
+    let held = pool.gather().await.pop().expect("an answer").expect("the helper answers");
+    assert!(held.flat == main, "the helper's weights differ from the engine's");
+    pool.stop();
+}
+
 /// Two training steps of the recipe from PyTorch's initial weights on real images: their losses,
 /// and the trained model's probabilities on test images.
 async fn two_steps(device: &Device, data: &cifar10_webgpu::data::Cifar10) -> (Vec<f32>, Vec<[f32; 10]>, Vec<u8>) {
