@@ -60,7 +60,7 @@ pub struct StartOptions {
     /// narrow net exercises the micro-batches a small adapter needs.
     pub max_binding_mib: Option<u64>,
     /// `?cpu_workers=N`: on the CPU, train on N workers (the engine and N - 1 helpers); `None`:
-    /// as many as the browser reports cores, at most `pool::MOST_WORKERS`; 1: the engine alone.
+    /// as many as the browser reports cores, at most `device::MOST_WORKERS`; 1: the engine alone.
     pub cpu_workers: Option<usize>,
     /// Test-only (`?test_kill_cpu_worker=STEP`): a CPU helper is killed while it holds its
     /// slice of this step (counted from 0 in each run).

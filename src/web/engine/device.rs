@@ -14,8 +14,12 @@ pub fn cpu_name(workers: usize) -> String {
     format!("CPU (WebAssembly SIMD, {workers} worker{})", if workers == 1 { "" } else { "s" })
 }
 
+/// The most workers the engine starts by default: each holds a replica and its activations
+/// (tens of MB at the CPU's widths, hundreds at width 1), so a phone's memory is not filled.
+pub const MOST_WORKERS: usize = 8;
+
 /// How many workers the CPU engine uses: the link's `?cpu_workers=N`, else one a core the
-/// browser reports (`navigator.hardwareConcurrency`), at most `pool::MOST_WORKERS`, and at most
+/// browser reports (`navigator.hardwareConcurrency`), at most [`MOST_WORKERS`], and at most
 /// 2 where the browser reports 2 GB of memory or less (`navigator.deviceMemory`, Chromium).
 pub fn cpu_workers(asked: Option<usize>) -> usize {
     if let Some(n) = asked {
@@ -26,7 +30,7 @@ pub fn cpu_workers(asked: Option<usize>) -> usize {
     let cores = read("hardwareConcurrency").map_or(1, |c| c.max(1.0) as usize);
     let most = match read("deviceMemory") {
         Some(gb) if gb <= 2.0 => 2,
-        _ => super::pool::MOST_WORKERS,
+        _ => MOST_WORKERS,
     };
     cores.min(most)
 }

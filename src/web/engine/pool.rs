@@ -22,10 +22,6 @@ use crate::web::spawn::read_floats;
 /// How long a helper may take to start (fetching nothing: the module is sent compiled).
 const START_MS: i32 = 30_000;
 
-/// The most workers the engine starts by default: each holds a replica and its activations
-/// (tens of MB at the CPU's widths, hundreds at width 1), so a phone's memory is not filled.
-pub const MOST_WORKERS: usize = 8;
-
 struct Slot {
     worker: web_sys::Worker,
     /// Resolves the promise of the message awaited from this worker (ready, or an answer).
