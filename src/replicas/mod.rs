@@ -100,20 +100,23 @@ pub fn slices(batch: usize, replicas: usize) -> Vec<usize> {
     crate::micro::split_sizes(batch, Some(batch.div_ceil(replicas.max(1))))
 }
 
-/// The fewest images a replica's slice should hold at `width`: below it the fixed costs of a
-/// pass (kernel set-up, the exchange of weights and gradients) outweigh the slice's work and
-/// another replica adds little.
+/// The fewest images a replica's slice should hold: below it the fixed costs of a pass and of
+/// the exchange of weights and gradients outweigh the slice's work and another replica adds
+/// little.
 ///
-/// Measured on the page's CPU engine (BENCHMARKS.md, "CPU workers"): at width 0.125 a pass of
-/// 32 images keeps burn-flex's kernels as efficient per image as one of 64 (SIMD tiles are
-/// filled along the channels and pixels, not the images), while the exchange of 0.4 MB of
-/// weights and gradients costs ~1 ms against ~100 ms of compute; at width 0.0625 the exchange is
-/// four times cheaper still. 16 images is where a slice's BatchNorm statistics (16 x 32 x 32
-/// values a channel in the first layers, 16 x 4 x 4 = 256 in the last) stay steady.
+/// Measured (BENCHMARKS.md, "CPU workers", this 2-core machine): one worker of the page's CPU
+/// engine at width 0.125 trains 283, 304 and 319 images/s in passes of 16, 32 and 64 images,
+/// so a slice of 16 keeps ~90% of a large pass's rate per image (native flex: 471, 554, 548;
+/// at width 0.25 203, 209, 205: flat too); two workers at batch 32 (slices of 16) ran 1.67x one
+/// worker, the exchange 3.4 ms of a 63 ms step. The exchange grows with the parameters and the
+/// compute with the parameters times the images, both as the square of the width, so the
+/// bound holds across widths; below 16 images a slice's BatchNorm statistics also get noisy
+/// (16 x 4 x 4 = 256 values a channel in the last layers). Hence a limit on images, not on
+/// width.
 pub const MIN_SLICE: usize = 16;
 
 /// How many replicas to use for `batch` images when `available` can run: every one of them,
-/// as long as each slice keeps at least [`MIN_SLICE`] images.
+/// as long as each slice keeps at least [`MIN_SLICE`] images (batch 64 uses at most 4).
 pub fn replicas_for(batch: usize, available: usize) -> usize {
     (batch / MIN_SLICE).clamp(1, available.max(1))
 }
