@@ -47,7 +47,7 @@ site=$!
 trap 'kill $site 2>/dev/null || true' EXIT
 
 step "1/5 native tests (flex CPU backend, real CIFAR-10 files), the release site building beside them"
-cargo test --release --lib --bins --test config --test data --test engine --test pytorch_fixture --test fuzz --test selftest --test cli --test conv_choice
+cargo test --release --lib --bins --test config --test data --test engine --test pytorch_fixture --test fuzz --test selftest --test cli --test conv_choice --test replicas
 
 step "2/5 browser tests (wasm-bindgen-test, headless Chromium, WebGPU; the site's release build, its wasm-opt beside them)"
 fixtures=$(mktemp -d)
