@@ -32,17 +32,20 @@ fn conv3x3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
 /// input and one batched matrix product, so the forward and both backward passes become
 /// matmuls (9x the input's memory per layer, kept for the backward pass). A process-wide
 /// implementation choice, like the backend: weights, results and exports are the same.
-/// `Gemm` is our implicit-GEMM kernel (`crate::kernels`), on CubeCL devices only.
+/// `Gemm` is our implicit-GEMM kernel (`crate::kernels`), on CubeCL devices only; `Direct` our
+/// blocked direct CPU kernel (`crate::kernels::direct`), on burn-flex only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgorithm {
     Burn,
     Im2col,
     Gemm,
+    Direct,
 }
 
 impl ConvAlgorithm {
     /// Every algorithm, the default first; not all run on every device (see `available`).
-    pub const ALL: [ConvAlgorithm; 3] = [ConvAlgorithm::Burn, ConvAlgorithm::Im2col, ConvAlgorithm::Gemm];
+    pub const ALL: [ConvAlgorithm; 4] =
+        [ConvAlgorithm::Burn, ConvAlgorithm::Im2col, ConvAlgorithm::Gemm, ConvAlgorithm::Direct];
 
     /// The name used by `--conv` and `?conv=`.
     pub fn name(self) -> &'static str {
@@ -50,15 +53,18 @@ impl ConvAlgorithm {
             ConvAlgorithm::Burn => "burn",
             ConvAlgorithm::Im2col => "im2col",
             ConvAlgorithm::Gemm => "gemm",
+            ConvAlgorithm::Direct => "direct",
         }
     }
 
     /// Whether this algorithm runs on `device`. `Gemm` needs a CubeCL device (WebGPU, or
-    /// native wgpu/Vulkan); on burn's `flex` CPU backend it is unavailable, not emulated.
+    /// native wgpu/Vulkan), `Direct` burn's `flex` CPU backend; elsewhere each is unavailable,
+    /// not emulated.
     pub fn available(self, device: &Device) -> bool {
         match self {
             ConvAlgorithm::Burn | ConvAlgorithm::Im2col => true,
             ConvAlgorithm::Gemm => crate::kernels::gemm_available(device),
+            ConvAlgorithm::Direct => crate::kernels::direct_available(device),
         }
     }
 
@@ -112,6 +118,7 @@ pub fn conv3x3_with(algorithm: ConvAlgorithm, x: Tensor<4>, weight: Tensor<4>) -
             burn::tensor::module::conv2d(x, weight, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
         }
         ConvAlgorithm::Im2col => conv3x3_im2col(x, weight),
+        ConvAlgorithm::Direct => crate::kernels::conv3x3_direct(x, weight),
         #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
         ConvAlgorithm::Gemm => crate::kernels::conv3x3_gemm(x, weight),
         // No CubeCL backend in this build: callers check `available` first; running another
@@ -235,7 +242,7 @@ pub fn largest_activation_bytes(batch: usize, width: f64) -> u64 {
 pub fn largest_activation_bytes_with(algorithm: ConvAlgorithm, batch: usize, width: f64) -> u64 {
     let [c0, c1, _, _] = channels(width);
     let per_pixel = match algorithm {
-        ConvAlgorithm::Burn | ConvAlgorithm::Gemm => c1,
+        ConvAlgorithm::Burn | ConvAlgorithm::Gemm | ConvAlgorithm::Direct => c1,
         ConvAlgorithm::Im2col => c1.max(c0 * 9),
     };
     batch as u64 * per_pixel as u64 * 32 * 32 * 4

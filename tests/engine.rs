@@ -521,6 +521,42 @@ fn im2col_convolution_matches_burns_conv2d_forward_and_backward() {
     close(conv.weight.val().grad(&g_ref).unwrap(), conv.weight.val().grad(&g_ours).unwrap(), "weight gradient");
 }
 
+/// Our direct CPU convolution (`--conv direct`, burn-flex only) through burn's autodiff: the
+/// output and both gradients of burn's `conv2d`, on real images (3 channels in), on shapes
+/// that leave partial tiles (5 and 13 output channels, 1 image, 4x4 and 7x5 maps).
+#[test]
+fn direct_convolution_matches_burns_conv2d_forward_and_backward() {
+    use cifar10_webgpu::model::{conv3x3_with, ConvAlgorithm};
+    let device = Device::flex().autodiff();
+    assert!(ConvAlgorithm::Direct.available(&device) && ConvAlgorithm::Direct.available(&Device::flex()));
+    let data = sample_data();
+    let norm = Normalization::from_split(&data.train);
+    let batch = augment::make_batch(&data.train, &[0, 1, 2], Augment::NONE, &norm, &mut augment::rng(0, 0));
+    let (images, _) = batch_tensors(batch, &device);
+    let random = |shape: [usize; 4]| Tensor::<4>::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let cases: Vec<(Tensor<4>, usize)> =
+        vec![(images, 5), (random([1, 16, 4, 4]), 13), (random([2, 9, 7, 5]), 8), (random([1, 3, 1, 1]), 1)];
+    for (x, c_out) in cases {
+        let [n, c_in, h, w] = x.dims();
+        let weight = random([c_out, c_in, 3, 3]).require_grad();
+        let x = x.require_grad();
+        let reference = conv3x3_with(ConvAlgorithm::Burn, x.clone(), weight.clone());
+        let ours = conv3x3_with(ConvAlgorithm::Direct, x.clone(), weight.clone());
+        assert_eq!(ours.dims(), [n, c_out, h, w]);
+        let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
+            let diff = (a.clone() - b).abs().max().into_scalar::<f32>();
+            let scale = a.abs().max().into_scalar::<f32>();
+            assert!(diff <= 1e-5 * scale.max(1.0), "{n}x{c_in}->{c_out} {h}x{w} {what}: max difference {diff} (scale {scale})");
+        };
+        close(reference.clone(), ours.clone(), "output");
+        let upstream = random([n, c_out, h, w]);
+        let g_ref = (reference * upstream.clone()).sum().backward();
+        let g_ours = (ours * upstream).sum().backward();
+        close(x.grad(&g_ref).unwrap(), x.grad(&g_ours).unwrap(), "input gradient");
+        close(weight.grad(&g_ref).unwrap(), weight.grad(&g_ours).unwrap(), "weight gradient");
+    }
+}
+
 /// burn 0.22's BatchNorm feeds the *biased* batch variance into `running_var`; PyTorch feeds
 /// the unbiased one. `model::batch_norm` corrects it. The first half fails the day burn
 /// changes (then the correction would apply twice: remove it).

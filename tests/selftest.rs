@@ -14,9 +14,9 @@ fn report(fault: Option<&str>) -> cifar10_webgpu::selftest::Report {
 #[test]
 fn every_check_passes_on_flex() {
     let r = report(None);
-    // gemm needs a CubeCL device: flex checks burn and im2col only.
+    // gemm needs a CubeCL device: flex checks burn, im2col and our direct CPU kernels.
     let convs = ConvAlgorithm::available_on(&Device::flex());
-    assert_eq!(convs, [ConvAlgorithm::Burn, ConvAlgorithm::Im2col]);
+    assert_eq!(convs, [ConvAlgorithm::Burn, ConvAlgorithm::Im2col, ConvAlgorithm::Direct]);
     assert_eq!(r.checks.len(), 3 * convs.len() + 9, "{r:?}");
     for c in &r.checks {
         assert!(c.passed(), "{} off by {:e}", c.name, c.error);
@@ -33,9 +33,13 @@ fn a_wrong_convolution_is_reported_and_excluded() {
     assert_eq!(bad, ["conv im2col weight gradient"]);
     assert!(r.failures().all(|c| c.error > TOLERANCE && c.error.is_finite()));
     assert!(r.basics_ok());
-    assert_eq!(r.usable_convs(), [ConvAlgorithm::Burn]);
+    assert_eq!(r.usable_convs(), [ConvAlgorithm::Burn, ConvAlgorithm::Direct]);
     let s = r.summary("flex");
-    assert!(s.contains("FAILED") && s.contains("im2col convolutions will not be used") && s.contains("uses burn"), "{s}");
+    assert!(s.contains("FAILED") && s.contains("im2col convolutions will not be used") && s.contains("uses burn, direct"), "{s}");
+    // Our direct kernels are checked like the others: a wrong weight gradient excludes them.
+    let r = report(Some("conv direct weight gradient"));
+    assert_eq!(r.failures().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["conv direct weight gradient"]);
+    assert_eq!(r.usable_convs(), [ConvAlgorithm::Burn, ConvAlgorithm::Im2col]);
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! Our own GPU kernels, written in CubeCL and reached through burn's backend extension.
+//! Our own kernels, reached through burn's backend extension: GPU kernels written in CubeCL
+//! (`conv3x3.rs`, `extension.rs`) and CPU kernels for burn-flex (`direct.rs`,
+//! `cpu_extension.rs`: the blocked direct convolution, natively and in the page's wasm).
 //!
 //! burn 0.22 runs every f32 3x3 convolution without cooperative matrices (all browsers) as a
 //! direct, untiled kernel; `conv3x3.rs` is an implicit GEMM for the recipe's one shape.
@@ -15,6 +17,15 @@ mod extension;
 
 #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
 pub use extension::{conv3x3_gemm, Conv3x3Gemm};
+
+mod cpu_extension;
+pub mod direct;
+pub use cpu_extension::{conv3x3_direct, Conv3x3Direct};
+
+/// Whether the direct CPU convolution can run on `device`: burn-flex, with or without autodiff.
+pub fn direct_available(device: &burn::prelude::Device) -> bool {
+    matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+}
 
 /// Rows and columns of the output tile of one workgroup.
 pub const TILE: usize = 64;

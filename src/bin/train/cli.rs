@@ -34,7 +34,8 @@ const USAGE: &str = "usage: train --data <cifar-10-binary.tar.gz | folder>
   [--cpu-replicas N]  (flex only: N replicas of the model on N threads share each batch and
                      evaluation, gradients summed into one step, as micro-batches of
                      ceil(batch / N) on one thread; 1: this thread alone)
-  [--conv burn|im2col|gemm|auto]  (how the 3x3 convolutions are computed; same results; gemm: wgpu/vulkan only;
+  [--conv burn|im2col|gemm|direct|auto]  (how the 3x3 convolutions are computed; same results; gemm: wgpu/vulkan only;
+                             direct: our blocked CPU kernels, flex only;
                              auto: time a few steps with each on the device first and keep the fastest)
    or: train --self-test [--backend flex|wgpu|vulkan]
   (every operation training uses, on the device, against a CPU reference)
@@ -163,7 +164,7 @@ fn parse_args() -> Result<Args, String> {
                         auto_conv = false;
                         set_conv_algorithm(algorithm)
                     }
-                    None => return Err("--conv takes burn, im2col, gemm or auto".into()),
+                    None => return Err("--conv takes burn, im2col, gemm, direct or auto".into()),
                 },
             },
             "-h" | "--help" => return Err(USAGE.into()),
@@ -314,7 +315,8 @@ fn run() -> Result<(), String> {
     let device = device(&args.backend)?;
     let conv = cifar10_webgpu::model::conv_algorithm();
     if !conv.available(&device) {
-        return Err(format!("--conv {} needs a CubeCL backend (--backend wgpu or vulkan), not {}", conv.name(), args.backend));
+        let needs = if conv == ConvAlgorithm::Direct { "the CPU backend (--backend flex)" } else { "a CubeCL backend (--backend wgpu or vulkan)" };
+        return Err(format!("--conv {} needs {needs}, not {}", conv.name(), args.backend));
     }
     let t = Instant::now();
     let data = data::load_path(&args.data).map_err(|e| e.to_string())?;
