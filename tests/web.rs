@@ -430,7 +430,8 @@ async fn pytorch_fixture_on_webgpu() {
 }
 
 /// The PyTorch fixture on the page's CPU engine: burn-flex compiled to wasm32 with SIMD128,
-/// every convolution algorithm the CPU runs (gemm is a GPU kernel).
+/// every convolution algorithm the CPU runs: burn's, im2col and our direct kernels (gemm is a
+/// GPU kernel).
 #[wasm_bindgen_test]
 async fn pytorch_fixture_on_the_wasm_cpu_engine() {
     use cifar10_webgpu::model::{set_conv_algorithm, ConvAlgorithm};
@@ -438,6 +439,7 @@ async fn pytorch_fixture_on_the_wasm_cpu_engine() {
     let mut failures = Vec::new();
     let algorithms = ConvAlgorithm::available_on(&device);
     assert!(!algorithms.contains(&ConvAlgorithm::Gemm), "gemm is offered on the CPU: {algorithms:?}");
+    assert!(algorithms.contains(&ConvAlgorithm::Direct), "our direct kernels are not offered on the CPU: {algorithms:?}");
     for algorithm in algorithms {
         set_conv_algorithm(algorithm);
         let start = now();
