@@ -55,9 +55,10 @@ pub async fn choose_conv_if_auto(
     // Each algorithm is timed in the micro-batches its own buffers need under the binding
     // limit; one that cannot fit even single images is reported, not timed.
     let candidates = usable.clone();
+    // A GPU kernel is named on the CPU (as not tried); our CPU kernels go unmentioned on a GPU.
     let excluded: String = ConvAlgorithm::ALL
         .iter()
-        .filter(|a| !candidates.contains(a))
+        .filter(|a| !candidates.contains(a) && (a.available(device) || **a != ConvAlgorithm::Direct))
         .map(|a| {
             let why = if a.available(device) { "failed the self-test" } else { "a GPU kernel" };
             format!(" · {} not tried ({why})", a.name())
