@@ -182,7 +182,14 @@ impl ConvPoolBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        Relu::new().forward(batch_norm(&self.bn, self.pool.forward(conv(&self.conv, x))))
+        let x = conv(&self.conv, x);
+        // With our CPU convolutions, our CPU pool too (burn-flex's is a generic scalar loop).
+        let pooled = if conv_algorithm() == ConvAlgorithm::Direct && crate::kernels::direct_available(&x.device()) {
+            crate::kernels::max_pool2x2_direct(x)
+        } else {
+            self.pool.forward(x)
+        };
+        Relu::new().forward(batch_norm(&self.bn, pooled))
     }
 }
 

@@ -23,6 +23,10 @@ pub trait Conv3x3Direct: Backend {
     fn conv3x3_direct_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
     /// The weight gradient: `[c_out, c_in, 3, 3]`.
     fn conv3x3_direct_weight_grad(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// 2x2, stride 2 max-pool: `x [n, c, h, w]` -> `[n, c, h/2, w/2]`.
+    fn max_pool2x2_direct(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Its input gradient: `grad [n, c, h/2, w/2]` -> `[n, c, h, w]`.
+    fn max_pool2x2_direct_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// A flex tensor's f32 values in row-major order (borrowed when contiguous, else copied).
@@ -63,6 +67,33 @@ impl Conv3x3Direct for Flex {
         let dw = direct::conv3x3_weight_grad(&values(&x), &values(&grad), n, c_in, c_out, h, w);
         tensor(dw, [c_out, c_in, 3, 3])
     }
+
+    fn max_pool2x2_direct(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let [n, c, h, w] = dims4(&x);
+        tensor(direct::max_pool2x2(&values(&x), n, c, h, w), [n, c, h / 2, w / 2])
+    }
+
+    fn max_pool2x2_direct_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let [n, c, h, w] = dims4(&x);
+        tensor(direct::max_pool2x2_backward(&values(&x), &values(&grad), n, c, h, w), [n, c, h, w])
+    }
+}
+
+/// Backward of `max_pool2x2_direct`: the gradient to each window's maximum.
+#[derive(Debug)]
+struct MaxPool2x2DirectBackward;
+
+impl<B: Backend + Conv3x3Direct> Backward<B, 1> for MaxPool2x2DirectBackward {
+    type State = NodeId;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::max_pool2x2_direct_backward(x, grad));
+        }
+    }
 }
 
 /// Backward of `conv3x3_direct`: both gradients by the direct kernels.
@@ -100,6 +131,21 @@ impl<B: Backend + Conv3x3Direct, C: CheckpointStrategy> Conv3x3Direct for Autodi
         }
     }
 
+    fn max_pool2x2_direct(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match MaxPool2x2DirectBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let out = B::max_pool2x2_direct(x.into_primitive());
+                prep.finish(x_state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::max_pool2x2_direct(x.into_primitive())),
+        }
+    }
+
+    fn max_pool2x2_direct_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::from_inner(B::max_pool2x2_direct_backward(Self::inner(x), Self::inner(grad)))
+    }
+
     // Not differentiated again (no second-order training): computed and returned untracked.
     fn conv3x3_direct_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::from_inner(B::conv3x3_direct_input_grad(Self::inner(grad), Self::inner(weight)))
@@ -114,4 +160,10 @@ impl<B: Backend + Conv3x3Direct, C: CheckpointStrategy> Conv3x3Direct for Autodi
 /// `x` and `weight` must be on burn-flex ([`super::direct_available`]).
 pub fn conv3x3_direct(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::conv3x3_direct(x.into_dispatch(), weight.into_dispatch()))
+}
+
+/// The recipe's 2x2 max-pool by our CPU kernel, differentiable on autodiff devices (burn-flex
+/// only, as [`conv3x3_direct`]).
+pub fn max_pool2x2_direct(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::max_pool2x2_direct(x.into_dispatch()))
 }

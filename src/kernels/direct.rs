@@ -250,6 +250,54 @@ pub fn conv3x3_weight_grad(x: &[f32], g: &[f32], n: usize, c_in: usize, c_out: u
     dw
 }
 
+/// The recipe's 2x2, stride 2 max-pool of `x [n, c, h, w]` (h, w even): `[n, c, h/2, w/2]`.
+/// burn-flex runs every pool through one generic 3-d loop with indices (11% of the page's step
+/// with the direct convolutions); this is the one shape, without indices (the backward pass
+/// finds the maximum again from the input it keeps).
+pub fn max_pool2x2(x: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+    let (ho, wo) = (h / 2, w / 2);
+    let mut out = vec![0f32; n * c * ho * wo];
+    for (plane, o) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ho * wo)) {
+        for y in 0..ho {
+            let (r0, r1) = (&plane[2 * y * w..(2 * y + 1) * w], &plane[(2 * y + 1) * w..(2 * y + 2) * w]);
+            for (xo, v) in o[y * wo..(y + 1) * wo].iter_mut().enumerate() {
+                *v = window_max(r0[2 * xo], r0[2 * xo + 1], r1[2 * xo], r1[2 * xo + 1]).0;
+            }
+        }
+    }
+    out
+}
+
+/// The maximum of a window read row by row and its position (0..4): the first maximum, a NaN
+/// winning, as PyTorch's and burn's pools choose.
+#[inline(always)]
+fn window_max(a: f32, b: f32, c: f32, d: f32) -> (f32, usize) {
+    let mut best = (a, 0);
+    for (i, v) in [b, c, d].into_iter().enumerate() {
+        if v > best.0 || (v.is_nan() && !best.0.is_nan()) {
+            best = (v, i + 1);
+        }
+    }
+    best
+}
+
+/// The input gradient of [`max_pool2x2`]: each window's output gradient `g [n, c, h/2, w/2]`
+/// goes to the position of its maximum in `x`, zeros elsewhere.
+pub fn max_pool2x2_backward(x: &[f32], g: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+    let (ho, wo) = (h / 2, w / 2);
+    let mut dx = vec![0f32; n * c * h * w];
+    for ((plane, d), gp) in x.chunks_exact(h * w).zip(dx.chunks_exact_mut(h * w)).zip(g.chunks_exact(ho * wo)) {
+        for y in 0..ho {
+            for xo in 0..wo {
+                let (i0, i1) = (2 * y * w + 2 * xo, (2 * y + 1) * w + 2 * xo);
+                let (_, at) = window_max(plane[i0], plane[i0 + 1], plane[i1], plane[i1 + 1]);
+                d[if at < 2 { i0 + at } else { i1 + at - 2 }] = gp[y * wo + xo];
+            }
+        }
+    }
+    dx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +338,38 @@ mod tests {
                 (s % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    /// The pool against a plain reference, ties included (the first maximum takes the
+    /// gradient), on 2 images x 3 channels of 4x6.
+    #[test]
+    fn max_pool_takes_the_first_maximum_and_sends_it_the_gradient() {
+        let (n, c, h, w) = (2, 3, 4, 6);
+        let mut x = values(n * c * h * w, 7);
+        (x[0], x[1]) = (10.0, 10.0); // a tie for the first window's maximum: the first value wins
+        let g = values(n * c * (h / 2) * (w / 2), 8);
+        let (out, dx) = (max_pool2x2(&x, n, c, h, w), max_pool2x2_backward(&x, &g, n, c, h, w));
+        let mut expected_dx = vec![0f32; x.len()];
+        for p in 0..n * c {
+            for y in 0..h / 2 {
+                for xo in 0..w / 2 {
+                    let idx = [(2 * y, 2 * xo), (2 * y, 2 * xo + 1), (2 * y + 1, 2 * xo), (2 * y + 1, 2 * xo + 1)]
+                        .map(|(r, col)| p * h * w + r * w + col);
+                    let mut best = idx[0];
+                    for &i in &idx[1..] {
+                        if x[i] > x[best] {
+                            best = i;
+                        }
+                    }
+                    let o = (p * (h / 2) + y) * (w / 2) + xo;
+                    assert_eq!(out[o], x[best]);
+                    expected_dx[best] = g[o];
+                }
+            }
+        }
+        assert_eq!(dx, expected_dx);
+        assert_eq!(dx[0], g[0]);
+        assert_eq!(dx[1], 0.0);
     }
 
     fn worst(a: &[f32], b: &[f32]) -> f32 {

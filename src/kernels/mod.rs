@@ -20,7 +20,7 @@ pub use extension::{conv3x3_gemm, Conv3x3Gemm};
 
 mod cpu_extension;
 pub mod direct;
-pub use cpu_extension::{conv3x3_direct, Conv3x3Direct};
+pub use cpu_extension::{conv3x3_direct, max_pool2x2_direct, Conv3x3Direct};
 
 /// Whether the direct CPU convolution can run on `device`: burn-flex, with or without autodiff.
 pub fn direct_available(device: &burn::prelude::Device) -> bool {
