@@ -11,7 +11,7 @@ use crate::data::{Split, IMAGE_BYTES};
 use crate::model::ResNet9;
 use crate::optim::NesterovSgd;
 use crate::tricks::Objective;
-use crate::train::{batch_tensors, device_error, proceed, Host, Probe, TrainError};
+use crate::train::{backward_on, device_error, proceed, Host, Probe, TrainError};
 
 /// What one benchmark measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,9 +122,6 @@ pub async fn bench_steps<H: Host>(
     let mut host_ms = 0.0;
     let mut probes_start = Vec::new();
     let mut replica_times: Option<crate::replicas::step::StepTimes> = None;
-    if let Some(helpers) = host.helpers() {
-        crate::replicas::step::setup(&*helpers, config).await;
-    }
     for step in 0..warmup + steps {
         proceed(host)?;
         if step == warmup {
@@ -143,23 +140,11 @@ pub async fn bench_steps<H: Host>(
         prep_ms += host.now_ms() - prep_start;
         // Split as training splits it: the step timed is the step trained (over the CPU's
         // workers too, when the host has them).
-        let grads = match host.helpers().filter(|h| crate::replicas::step::splits(batch.len(), &**h)) {
-            Some(helpers) => {
-                let clock = || host.now_ms();
-                let (_, _, grads, stepped, times) =
-                    crate::replicas::step::backward(&objective, model, batch, config.micro_batch, &*helpers, &device, &clock)
-                        .await?;
-                model = stepped;
-                if step >= warmup {
-                    replica_times.get_or_insert_with(Default::default).add(&times);
-                }
-                grads
-            }
-            None => {
-                let (images, labels) = batch_tensors(batch, &device);
-                objective.backward(&model, images, labels, config.micro_batch).2
-            }
-        };
+        let (_, _, _, grads, stepped, times) = backward_on(&objective, model, batch, config, step, host, &device).await?;
+        model = stepped;
+        if let Some(times) = times.filter(|_| step >= warmup) {
+            replica_times.get_or_insert_with(Default::default).add(&times);
+        }
         model = optim.step(lr, model, objective.adjust(grads));
         // Everything above ran on this thread without waiting for the GPU: nothing is read.
         host_ms += host.now_ms() - prep_start;

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod micro;
 pub mod model;
 pub mod optim;
+pub mod pass;
 pub mod replicas;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod resume;

@@ -10,7 +10,7 @@ use crate::data::Cifar10;
 use crate::model::ResNet9;
 use crate::optim::NesterovSgd;
 use crate::tricks::Objective;
-use crate::train::{batch_tensors, device_error, proceed, Event, Host, TrainError};
+use crate::train::{backward_on, device_error, proceed, Event, Host, TrainError};
 
 /// Settings of the sweep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,9 +107,6 @@ pub async fn find_lr<H: Host>(
     let mut avg = 0f64;
     let mut best = f64::INFINITY;
     let mut order = Vec::new();
-    if let Some(helpers) = host.helpers() {
-        crate::replicas::step::setup(&*helpers, train).await;
-    }
     'sweep: for step in 0..steps {
         proceed(host)?;
         if order.is_empty() {
@@ -120,21 +117,8 @@ pub async fn find_lr<H: Host>(
         let lr = finder.start_lr * (ratio * step as f64 / (steps - 1) as f64).exp();
         // Split as training splits it (micro-batches, the CPU's workers), so the LR found is
         // for the steps training will take.
-        let (loss, grads) = match host.helpers().filter(|h| crate::replicas::step::splits(batch.len(), &**h)) {
-            Some(helpers) => {
-                let clock = || host.now_ms();
-                let (loss, _, grads, stepped, _) =
-                    crate::replicas::step::backward(&objective, model, batch, train.micro_batch, &*helpers, &device, &clock)
-                        .await?;
-                model = stepped;
-                (loss, grads)
-            }
-            None => {
-                let (images, labels) = batch_tensors(batch, &device);
-                let (loss, _, grads) = objective.backward(&model, images, labels, train.micro_batch);
-                (loss, grads)
-            }
-        };
+        let (loss, _, _, grads, stepped, _) = backward_on(&objective, model, batch, train, step, host, &device).await?;
+        model = stepped;
         pending.push(loss);
         result.lrs.push(lr);
         model = optim.step(lr, model, objective.adjust(grads));

@@ -18,6 +18,9 @@ use crate::optim::{MomentumHandle, NesterovSgd};
 use crate::schedule::OneCycle;
 use crate::tricks::{lookahead_decay, scale_logits, Lookahead, Objective, LOOKAHEAD_EVERY};
 
+pub use crate::pass::{batch_tensors, device_error, view_logits_of, TrainError};
+use crate::replicas::step::StepTimes;
+
 /// What the host wants the loop to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -39,41 +42,6 @@ pub enum Event {
     Resumed,
 }
 
-/// Why training ended early.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TrainError {
-    /// The host asked to stop.
-    Stopped,
-    /// The loss became NaN or infinite; the model was rolled back to the last good epoch.
-    Diverged { epoch: usize, step: usize, lr: f64 },
-    /// The device failed (lost, out of memory, ...).
-    Device(String),
-    /// Bad settings or data.
-    Invalid(String),
-}
-
-impl std::fmt::Display for TrainError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TrainError::Stopped => write!(f, "stopped"),
-            TrainError::Diverged { epoch, step, lr } => write!(
-                f,
-                "the loss became NaN or infinite at epoch {} step {step} (learning rate {lr:.4}); \
-                 try a lower max LR. The weights of the last good epoch are kept for export.",
-                epoch + 1
-            ),
-            TrainError::Device(e) => write!(
-                f,
-                "the GPU device failed: {e}. Everything learned up to the last completed epoch \
-                 is kept: export it, or continue the run from there on a new device \
-                 (the page's \"Continue on a new device\"; natively --save-state/--resume)."
-            ),
-            TrainError::Invalid(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for TrainError {}
 
 /// The environment the loop runs in.
 pub trait Host {
@@ -130,16 +98,39 @@ pub(crate) fn proceed<H: Host>(host: &mut H) -> Result<(), TrainError> {
     }
 }
 
-pub(crate) fn device_error(e: impl std::fmt::Debug) -> TrainError {
-    TrainError::Device(format!("{e:?}"))
-}
 
-/// Uploads a batch to the device (consumed: its 6 MB of floats move into the upload, no copy).
-pub fn batch_tensors(batch: augment::Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+
+/// What [`backward_on`] returns: the batch's loss and logits (detached), its labels, the
+/// gradients, the model (with the replicas' running statistics when split) and, when split,
+/// where the time went.
+pub type Backward = (Tensor<1>, Tensor<2>, Tensor<1, Int>, GradientsParams, ResNet9, Option<StepTimes>);
+
+/// The forward and backward passes of optimiser step `step` over a batch still in host
+/// memory, as training, the LR finder and the benchmark all take them: split over the host's
+/// helpers (the CPU's workers, `replicas`) when it has any and the batch is large enough to
+/// share, else uploaded and run here (`Objective::backward`, in `config.micro_batch` passes).
+pub async fn backward_on<H: Host>(
+    objective: &Objective,
+    model: ResNet9,
+    batch: augment::Batch,
+    config: &TrainConfig,
+    step: usize,
+    host: &H,
+    device: &Device,
+) -> Result<Backward, TrainError> {
+    let Some(helpers) = host.helpers().filter(|h| crate::replicas::step::splits(batch.len(), &**h)) else {
+        let (images, labels) = batch_tensors(batch, device);
+        let (loss, logits, grads) = objective.backward(&model, images, labels.clone(), config.micro_batch);
+        return Ok((loss, logits, labels, grads, model, None));
+    };
+    crate::replicas::step::setup(&*helpers, config).await;
+    helpers.at_step(step);
     let n = batch.len();
-    let images = Tensor::<4>::from_data(TensorData::new(batch.images, [n, 3, 32, 32]), device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [n]), device);
-    (images, labels)
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
+    let clock = || host.now_ms();
+    let (loss, logits, grads, model, times) =
+        crate::replicas::step::backward(objective, model, batch, config.micro_batch, &*helpers, device, &clock).await?;
+    Ok((loss, logits, labels, grads, model, Some(times)))
 }
 
 /// Owns the model and optimiser state across epochs, pauses and stops.
@@ -169,7 +160,7 @@ pub struct Trainer {
     pub last_evaluation: Option<Evaluation>,
     pub(crate) elapsed_ms: f64,
     /// Where the data-parallel steps' time went, summed since the run started (CPU workers).
-    pub replica_times: crate::replicas::step::StepTimes,
+    pub replica_times: StepTimes,
 }
 
 impl Trainer {
@@ -253,28 +244,11 @@ impl Trainer {
         batch: augment::Batch,
         host: &H,
     ) -> Result<(Tensor<1>, Tensor<2>, Tensor<1, Int>, f64, f64), TrainError> {
-        let helpers = host.helpers().filter(|h| crate::replicas::step::splits(batch.len(), &**h));
-        let Some(helpers) = helpers else {
-            let (images, labels) = batch_tensors(batch, &self.device);
-            let (loss, logits, lr, momentum) = self.train_step(images, labels.clone());
-            return Ok((loss, logits, labels, lr, momentum));
-        };
-        crate::replicas::step::setup(&*helpers, &self.config).await;
-        helpers.at_step(self.step);
-        let n = batch.len();
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), &self.device);
-        let clock = || host.now_ms();
-        let (loss, logits, grads, model, times) = crate::replicas::step::backward(
-            &self.objective,
-            self.model.clone(),
-            batch,
-            self.config.micro_batch,
-            &*helpers,
-            &self.device,
-            &clock,
-        )
-        .await?;
-        self.replica_times.add(&times);
+        let (loss, logits, labels, grads, model, times) =
+            backward_on(&self.objective, self.model.clone(), batch, &self.config, self.step, host, &self.device).await?;
+        if let Some(times) = times {
+            self.replica_times.add(&times);
+        }
         self.model = model;
         let (lr, momentum) = self.apply_gradients(grads);
         Ok((loss, logits, labels, lr, momentum))
@@ -554,22 +528,6 @@ pub fn view_batches(split: &Split, indices: &[usize], norm: &Normalization, view
         .unzip()
 }
 
-/// The weighted sum of the logits of `n` images seen through views (one batch of images a
-/// view, `weights` theirs; a single view is not multiplied).
-pub fn view_logits_of(model: &ResNet9, batches: Vec<Vec<f32>>, weights: &[f32], n: usize, device: &Device) -> Tensor<2> {
-    let single = batches.len() == 1;
-    let mut sum: Option<Tensor<2>> = None;
-    for (images, &weight) in batches.into_iter().zip(weights) {
-        let images = Tensor::<4>::from_data(TensorData::new(images, [n, 3, 32, 32]), device);
-        let out = model.forward(images);
-        let out = if single { out } else { out.mul_scalar(weight) };
-        sum = Some(match sum.take() {
-            Some(s) => s + out,
-            None => out,
-        });
-    }
-    sum.unwrap_or_else(|| Tensor::zeros([n, 10], device))
-}
 
 /// Evaluates `model` on a split: loss, accuracy, confusion matrix and the most confident
 /// mistakes. The softmax probabilities (10 floats an image) stay on the device until the last

@@ -38,9 +38,10 @@ fn cli_trains_the_fast_recipe_and_names_bad_flags() {
     assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     let line = stdout.lines().find(|l| l.starts_with("conv auto: burn ")).unwrap_or_else(|| panic!("{stdout}"));
     println!("{line}");
-    assert!(line.contains(" ms/step · im2col ") && !line.contains("gemm"), "{line}");
+    // Three on the CPU: burn's, im2col and our direct kernels (each timed or capped at 3x).
+    assert!(line.contains(" ms/step · im2col ") && line.contains(" · direct ") && !line.contains("gemm"), "{line}");
     let chosen = line.split("→ ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_default();
-    assert!(["burn", "im2col"].contains(&chosen), "{line}");
+    assert!(["burn", "im2col", "direct"].contains(&chosen), "{line}");
     assert!(stdout.contains(&format!("conv {chosen} ·")), "the benchmark runs with the choice: {stdout}");
     assert!(stdout.contains("batch 8 as 2 x 4 ·"), "the benchmark's step ran as two passes: {stdout}");
 
@@ -48,7 +49,7 @@ fn cli_trains_the_fast_recipe_and_names_bad_flags() {
         (&["--recipe", "turbo"][..], "--recipe takes seed or fast, not turbo"),
         (&["--label-smoothing", "2"][..], "--label-smoothing: at least 0 and below 1"),
         (&["--lookahead", "perhaps"][..], "--lookahead: true or false"),
-        (&["--conv", "fastest"][..], "--conv takes burn, im2col, gemm or auto"),
+        (&["--conv", "fastest"][..], "--conv takes burn, im2col, gemm, direct or auto"),
         (&["--micro-batch", "0"][..], "--micro-batch must be at least 1"),
         // Our GEMM kernels need a CubeCL device; flex refuses them instead of running another.
         (&["--conv", "gemm"][..], "--conv gemm needs a CubeCL backend (--backend wgpu or vulkan), not flex"),
@@ -60,7 +61,8 @@ fn cli_trains_the_fast_recipe_and_names_bad_flags() {
 }
 
 /// `train --bench-layers` times every ResNet-9 convolution shape's three passes with each
-/// algorithm the device runs (flex: burn and im2col; gemm needs a CubeCL device).
+/// algorithm the device runs (flex: burn, im2col and our direct kernels; gemm needs a CubeCL
+/// device).
 #[test]
 fn cli_benchmarks_each_layer_and_pass() {
     let run = Command::new(env!("CARGO_BIN_EXE_train"))
@@ -70,10 +72,12 @@ fn cli_benchmarks_each_layer_and_pass() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("layer backend=flex")).collect();
-    // 6 shapes x 3 passes x 2 algorithms.
-    assert_eq!(lines.len(), 36, "{stdout}");
+    // 6 shapes x 3 passes x 3 algorithms.
+    assert_eq!(lines.len(), 54, "{stdout}");
     for pass in ["forward", "input gradient", "weight gradient"] {
-        assert!(lines.iter().any(|l| l.contains("3->4@32") && l.contains(pass) && l.contains("im2col")), "{pass}: {stdout}");
+        for algorithm in ["im2col", "direct"] {
+            assert!(lines.iter().any(|l| l.contains("3->4@32") && l.contains(pass) && l.contains(algorithm)), "{pass}: {stdout}");
+        }
     }
     assert!(!stdout.contains("gemm"), "{stdout}");
     for l in &lines {

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use super::layout::Layout;
 use super::{Answer, Job, Task};
 use crate::model::{ConvAlgorithm, ResNet9};
-use crate::train::{batch_tensors, view_logits_of};
+use crate::pass::{batch_tensors, view_logits_of};
 use crate::tricks::{scale_logits, Objective};
 
 /// A helper's model, objective and layout, built by `Task::Setup`.

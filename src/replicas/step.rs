@@ -11,7 +11,7 @@ use crate::augment::Batch;
 use crate::config::TrainConfig;
 use crate::data::IMAGE_BYTES;
 use crate::model::ResNet9;
-use crate::train::{batch_tensors, device_error, view_logits_of, TrainError};
+use crate::pass::{batch_tensors, device_error, view_logits_of, TrainError};
 use crate::tricks::{scale_logits, Objective};
 
 /// Where a data-parallel step's time went, ms.
