@@ -42,9 +42,11 @@ export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
 dist="$root/target/e2e-dist"
 site_log="$root/target/site-build.log"
 mkdir -p "$root/target"
-(CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" scripts/build-release.sh /cifar10-webgpu/ >"$site_log" 2>&1) &
+# In a process group of its own, so that an early exit stops trunk and cargo too (killing the
+# subshell alone left them building into the clone's dist, where the next run met them).
+(CIFAR10_TARBALL= DIST="$dist" CARGO_TARGET_DIR="$wasm_target" exec setsid scripts/build-release.sh /cifar10-webgpu/ >"$site_log" 2>&1) &
 site=$!
-trap 'kill $site 2>/dev/null || true' EXIT
+trap 'kill -- -$site 2>/dev/null || true' EXIT
 
 step "1/5 native tests (flex CPU backend, real CIFAR-10 files), the release site building beside them"
 cargo test --release --lib --bins --test config --test data --test engine --test pytorch_fixture --test fuzz --test selftest --test cli --test conv_choice --test replicas
@@ -56,7 +58,7 @@ ln -s "$(dirname "$CIFAR10_TARBALL")" "$fixtures/full"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 python3 scripts/cors_server.py "$port" "$fixtures" &
 server=$!
-trap 'kill $server $site 2>/dev/null || true; rm -rf "$fixtures"' EXIT
+trap 'kill $server 2>/dev/null || true; kill -- -$site 2>/dev/null || true; rm -rf "$fixtures"' EXIT
 CIFAR10_TEST_URL="http://127.0.0.1:$port" WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1800} \
   CARGO_TARGET_DIR="$wasm_target" cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture
 
