@@ -151,7 +151,7 @@ pub async fn backward(
     // burn-flex computes as the operations are recorded: the slice is done here.
     let t2 = now();
     times.main_ms += t2 - t1;
-    let mut own_answer = answer_of(&layout, loss, logits, &grads, &model).await?;
+    let own_answer = answer_of(&layout, loss, logits, &grads, &model).await?;
     // A slice computed here for a failed helper starts from the step's running statistics,
     // as the helper's would have, not from this thread's updated ones.
     let local = |i: usize, model: &mut ResNet9| -> Result<_, TrainError> {
@@ -192,7 +192,6 @@ pub async fn backward(
         times.main_ms += now() - t;
     }
     let t5 = now();
-    own_answer.compute_ms = times.main_ms;
     answers.push(own_answer);
 
     // Gradients add up in slice order (as micro-batches' do). Running statistics: the mean of

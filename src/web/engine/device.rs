@@ -18,12 +18,16 @@ pub fn cpu_name(workers: usize) -> String {
 /// (tens of MB at the CPU's widths, hundreds at width 1), so a phone's memory is not filled.
 pub const MOST_WORKERS: usize = 8;
 
-/// How many workers the CPU engine uses: the link's `?cpu_workers=N`, else one a core the
+/// The most workers a link may ask for (`?cpu_workers=N`).
+pub const MOST_ASKED: usize = 32;
+
+/// How many workers the CPU engine uses: the link's `?cpu_workers=N` (at most [`MOST_ASKED`]), else one a core the
 /// browser reports (`navigator.hardwareConcurrency`), at most [`MOST_WORKERS`], and at most
 /// 2 where the browser reports 2 GB of memory or less (`navigator.deviceMemory`, Chromium).
 pub fn cpu_workers(asked: Option<usize>) -> usize {
     if let Some(n) = asked {
-        return n.max(1);
+        // A link sets it, so it is bounded: each worker is a whole wasm instance.
+        return n.clamp(1, MOST_ASKED);
     }
     let navigator = crate::web::js::global("navigator");
     let read = |key: &str| navigator.as_ref().and_then(|n| js_sys::Reflect::get(n, &key.into()).ok()).and_then(|v| v.as_f64());
