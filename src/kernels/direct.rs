@@ -2,50 +2,38 @@
 //! as blocked direct kernels over plain slices, for burn-flex (`cpu_extension.rs`) natively and
 //! in the page's wasm (SIMD128).
 //!
-//! Output channels are vectorised: weights are packed `[c_out / 8][c_in][9][8]`, so for each
-//! input channel and tap one 8-float load feeds 8 output channels, and a tile of `TILE_X`
-//! neighbouring pixels x 16 output channels stays in registers while every
+//! Output channels are vectorised: weights are packed `[c_out / L][c_in][9][L]` for vectors of
+//! `L` lanes, so for each input channel and tap one vector load feeds `L` output channels, and a
+//! tile of neighbouring pixels x a few vectors of output channels stays in registers while every
 //! input channel and tap is added in; each input value is a broadcast from the zero-padded
 //! plane. No im2col matrix is built. The input gradient is the same kernel on the weights
 //! transposed and flipped; the weight gradient is a reduction over pixels of the output
-//! gradient (packed pixel-major, 8 channels a vector) times 9 broadcast input values.
+//! gradient (packed pixel-major, `L` channels a vector) times 9 broadcast input values.
 //!
-//! The lanes are `[f32; 8]` arrays that LLVM keeps in vector registers: 1 AVX2 register, or
-//! 2 SIMD128 registers in wasm. Natively the kernels are compiled twice, once with AVX2 + FMA
-//! enabled and chosen at run time where the CPU has them (`is_x86_feature_detected!`), once
-//! portable.
+//! SIMD through macerator (burn-flex's own SIMD crate): each kernel is written once over its
+//! `Simd` and compiled for every instruction set of the target, the best one chosen at run time
+//! (`Arch::detect`): AVX-512 (16 lanes, 32 registers), AVX2 + FMA (8, 16), SSE4.2 (4) natively;
+//! SIMD128 (4 lanes, no FMA) in wasm, where the module is built with `+simd128`. The tile shapes
+//! follow each set's register file ([`Forward`], [`WeightGrad`]).
 
-/// Lanes of one vector of output channels.
-pub const LANES: usize = 8;
-/// Vectors of output channels a tile holds: two (12 vectors of accumulators). One a tile in
-/// wasm (fewer SIMD128 registers live) measured no faster in Chromium (415 against 437
-/// images/s at width 0.125, batch 64), so both targets use two.
-const CO_VECS: usize = 2;
-/// Output channels a tile holds.
-const CO_TILE: usize = CO_VECS * LANES;
-/// Neighbouring pixels a tile holds.
-const TILE_X: usize = 6;
+use macerator::{vload_unaligned, vstore_unaligned, Arch, Scalar, Simd, Vector, WithSimd};
 
-type V = [f32; LANES];
-
-#[inline(always)]
-fn fma(acc: &mut V, w: &V, x: f32, fused: bool) {
-    for l in 0..LANES {
-        acc[l] = if fused { w[l].mul_add(x, acc[l]) } else { acc[l] + w[l] * x };
-    }
+/// The 9 taps' offsets in a padded plane `wp` wide, row by row.
+fn taps(wp: usize) -> [usize; 9] {
+    [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2]
 }
 
-/// Weights `[c_out, c_in, 3, 3]` packed `[ceil(c_out / 8)][c_in][9][8]`, zero beyond c_out;
-/// `flip_transpose`: the input gradient's weights (`[c_in, c_out]` swapped, taps reversed).
-pub fn pack_weights(weight: &[f32], c_out: usize, c_in: usize, flip_transpose: bool) -> (Vec<f32>, usize, usize) {
+/// Weights `[c_out, c_in, 3, 3]` packed `[ceil(c_out / lanes)][c_in][9][lanes]`, zero beyond
+/// c_out; `flip_transpose`: the input gradient's weights (`[c_in, c_out]` swapped, taps reversed).
+fn pack_weights(weight: &[f32], c_out: usize, c_in: usize, flip_transpose: bool, lanes: usize) -> (Vec<f32>, usize, usize) {
     let (co, ci) = if flip_transpose { (c_in, c_out) } else { (c_out, c_in) };
-    let blocks = co.div_ceil(LANES);
-    let mut packed = vec![0f32; blocks * ci * 9 * LANES];
+    let blocks = co.div_ceil(lanes);
+    let mut packed = vec![0f32; blocks * ci * 9 * lanes];
     for o in 0..co {
         for i in 0..ci {
             for k in 0..9 {
                 let v = if flip_transpose { weight[(i * c_in + o) * 9 + (8 - k)] } else { weight[(o * c_in + i) * 9 + k] };
-                packed[((o / LANES * ci + i) * 9 + k) * LANES + o % LANES] = v;
+                packed[((o / lanes * ci + i) * 9 + k) * lanes + o % lanes] = v;
             }
         }
     }
@@ -65,188 +53,328 @@ fn pad_into(src: &[f32], c: usize, h: usize, w: usize, dst: &mut Vec<f32>) {
     }
 }
 
-macro_rules! kernels {
-    ($forward:ident, $weight_grad:ident, $fused:expr $(, #[$attr:meta])?) => {
-        /// `out [n, co, h, w] = conv(x [n, ci, h, w])` with `packed` from [`pack_weights`].
-        /// A tile is `TILE_X` consecutive pixels of the image (across rows where the map is
-        /// narrow: each input value is a broadcast, so its address need not be contiguous).
-        $(#[$attr])?
-        unsafe fn $forward(x: &[f32], n: usize, ci: usize, h: usize, w: usize, packed: &[f32], co: usize, out: &mut [f32]) {
-            let (hp, wp) = (h + 2, w + 2);
-            let pixels = h * w;
-            let mut padded = Vec::new();
-            // A block's outputs pixel-major (`[pixel][16]`), written to the channel planes once
-            // the block is done: tiles written straight into planes 4 KiB apart (a 32x32 map)
-            // all fall in one cache set and evict each other.
-            let mut staged = vec![0f32; pixels * CO_TILE];
-            let blocks = co.div_ceil(LANES);
-            for img in 0..n {
-                pad_into(&x[img * ci * pixels..(img + 1) * ci * pixels], ci, h, w, &mut padded);
-                let out_img = &mut out[img * co * pixels..(img + 1) * co * pixels];
-                let mut b0 = 0;
-                while b0 < blocks {
-                    let nb = (blocks - b0).min(CO_TILE / LANES);
-                    let mut p0 = 0;
-                    while p0 < pixels {
-                        let np = (pixels - p0).min(TILE_X);
-                        // Each pixel's top-left tap in the padded plane.
-                        let mut base = [0usize; TILE_X];
-                        for (j, b) in base.iter_mut().enumerate() {
-                            let p = p0 + j.min(np - 1);
-                            *b = (p / w) * wp + p % w;
-                        }
-                        let mut acc = [[[0f32; LANES]; 2]; TILE_X];
-                        // The hot loop reads through raw pointers: every index below is within
-                        // its buffer by construction (`base` + a tap stays inside the padded
-                        // plane; `packed` holds `blocks * ci * 9` vectors), and bounds checks
-                        // there cost as much as the arithmetic.
-                        let taps = [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2];
-                        for i in 0..ci {
-                            let plane = padded.as_ptr().add(i * hp * wp);
-                            let w0p = packed.as_ptr().add((b0 * ci + i) * 9 * LANES) as *const V;
-                            if nb == 2 {
-                                let w1p = packed.as_ptr().add(((b0 + 1) * ci + i) * 9 * LANES) as *const V;
-                                for (k, off) in taps.iter().enumerate() {
-                                    let (w0, w1) = (&*w0p.add(k), &*w1p.add(k));
-                                    for j in 0..TILE_X {
-                                        let v = *plane.add(base[j] + off);
-                                        fma(&mut acc[j][0], w0, v, $fused);
-                                        fma(&mut acc[j][1], w1, v, $fused);
-                                    }
-                                }
-                            } else {
-                                for (k, off) in taps.iter().enumerate() {
-                                    let w0 = &*w0p.add(k);
-                                    for j in 0..TILE_X {
-                                        fma(&mut acc[j][0], w0, *plane.add(base[j] + off), $fused);
-                                    }
-                                }
-                            }
-                        }
-                        for (j, a) in acc.iter().enumerate().take(np) {
-                            let at = &mut staged[(p0 + j) * CO_TILE..(p0 + j + 1) * CO_TILE];
-                            for (v, lanes) in a.iter().enumerate().take(CO_VECS) {
-                                at[v * LANES..(v + 1) * LANES].copy_from_slice(lanes);
-                            }
-                        }
-                        p0 += np;
-                    }
-                    for o in b0 * LANES..((b0 + nb) * LANES).min(co) {
-                        let c = o - b0 * LANES;
-                        for (p, value) in out_img[o * pixels..(o + 1) * pixels].iter_mut().enumerate() {
-                            *value = staged[p * CO_TILE + c];
-                        }
-                    }
-                    b0 += nb;
-                }
-            }
-        }
-
-        /// `dw [co, ci, 3, 3]` (packed `[ceil(co / 8)][ci][9][8]`) from `x [n, ci, h, w]` and
-        /// the output gradient `g [n, co, h, w]`.
-        $(#[$attr])?
-        unsafe fn $weight_grad(x: &[f32], g: &[f32], n: usize, ci: usize, co: usize, h: usize, w: usize, dw: &mut [f32]) {
-            let (hp, wp) = (h + 2, w + 2);
-            let blocks = co.div_ceil(LANES);
-            let mut padded = Vec::new();
-            // The output gradient pixel-major: [block][y][x][8].
-            let mut gt = vec![0f32; blocks * h * w * LANES];
-            for img in 0..n {
-                pad_into(&x[img * ci * h * w..(img + 1) * ci * h * w], ci, h, w, &mut padded);
-                let g_img = &g[img * co * h * w..(img + 1) * co * h * w];
-                for o in 0..co {
-                    let (b, l) = (o / LANES, o % LANES);
-                    for p in 0..h * w {
-                        gt[(b * h * w + p) * LANES + l] = g_img[o * h * w + p];
-                    }
-                }
-                for b in 0..blocks {
-                    let gb = &gt[b * h * w * LANES..(b + 1) * h * w * LANES];
-                    for i in 0..ci {
-                        let plane = &padded[i * hp * wp..(i + 1) * hp * wp];
-                        let mut acc = [[0f32; LANES]; 9];
-                        let taps = [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2];
-                        // Raw reads as in the forward kernel: in bounds by construction.
-                        let (gp, pp) = (gb.as_ptr() as *const V, plane.as_ptr());
-                        for y in 0..h {
-                            for xx in 0..w {
-                                let gv = &*gp.add(y * w + xx);
-                                let at = pp.add(y * wp + xx);
-                                for k in 0..9 {
-                                    fma(&mut acc[k], gv, *at.add(taps[k]), $fused);
-                                }
-                            }
-                        }
-                        let at = &mut dw[(b * ci + i) * 9 * LANES..(b * ci + i + 1) * 9 * LANES];
-                        for k in 0..9 {
-                            for l in 0..LANES {
-                                at[k * LANES + l] += acc[k][l];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
+/// The convolution of `x [n, ci, h, w]` by `weight [c_out, c_in, 3, 3]` (transposed and flipped
+/// when `transposed`) into `out [n, co, h, w]`, on one instruction set.
+struct Forward<'a> {
+    x: &'a [f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    weight: &'a [f32],
+    c_out: usize,
+    c_in: usize,
+    transposed: bool,
+    out: &'a mut [f32],
 }
 
-kernels!(forward_portable, weight_grad_portable, false);
-#[cfg(target_arch = "x86_64")]
-kernels!(forward_avx2, weight_grad_avx2, true, #[target_feature(enable = "avx2,fma")]);
+impl WithSimd for Forward<'_> {
+    type Output = ();
 
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    /// Tiles (vectors of output channels x pixels) that leave a register or three for the
+    /// weights and the broadcast input: AVX-512 2 x 12 (24 of 32 registers), AVX2 2 x 6 (12 of
+    /// 16), 4 lanes 3 x 4 (12 of 16; V8 keeps one of wasm's for itself). The previous portable
+    /// kernel held 16 channels x 6 pixels as `[f32; 8]` arrays in every target, which in wasm is
+    /// 24 SIMD128 accumulators for 16 registers.
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        // SAFETY: `forward` reads within its buffers by construction (see there).
+        unsafe {
+            match f32::lanes::<S>() {
+                16.. => forward::<S, 2, 12>(self),
+                8 => forward::<S, 2, 6>(self),
+                _ => forward::<S, 3, 4>(self),
+            }
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+}
+
+/// `NV` vectors of output channels x `TX` pixels a tile. A tile is `TX` consecutive pixels of the
+/// image (across rows where the map is narrow: each input value is a broadcast, so its address
+/// need not be contiguous).
+#[inline(always)]
+unsafe fn forward<S: Simd, const NV: usize, const TX: usize>(a: Forward<'_>) {
+    let lanes = f32::lanes::<S>();
+    let (packed, co, ci) = pack_weights(a.weight, a.c_out, a.c_in, a.transposed, lanes);
+    let (n, h, w) = (a.n, a.h, a.w);
+    assert_eq!(a.x.len(), n * ci * h * w, "the input does not match its shape");
+    assert_eq!(a.out.len(), n * co * h * w, "the output does not match its shape");
+    let (hp, wp) = (h + 2, w + 2);
+    let pixels = h * w;
+    let tile_co = NV * lanes;
+    let taps = taps(wp);
+    let mut padded = Vec::new();
+    // A block's outputs pixel-major (`[pixel][NV * lanes]`), written to the channel planes once
+    // the block is done: tiles written straight into planes 4 KiB apart (a 32x32 map) all fall
+    // in one cache set and evict each other.
+    let mut staged = vec![0f32; pixels * tile_co];
+    let blocks = co.div_ceil(lanes);
+    for img in 0..n {
+        pad_into(&a.x[img * ci * pixels..(img + 1) * ci * pixels], ci, h, w, &mut padded);
+        let out_img = &mut a.out[img * co * pixels..(img + 1) * co * pixels];
+        let mut b0 = 0;
+        while b0 < blocks {
+            let nb = (blocks - b0).min(NV);
+            let weights = packed.as_ptr().add(b0 * ci * 9 * lanes);
+            let mut p0 = 0;
+            while p0 < pixels {
+                let np = (pixels - p0).min(TX);
+                // Each pixel's top-left tap in the padded plane (a partial tile repeats its last).
+                let mut base = [0usize; TX];
+                for (j, b) in base.iter_mut().enumerate() {
+                    let p = p0 + j.min(np - 1);
+                    *b = (p / w) * wp + p % w;
+                }
+                let t = Tile { padded: padded.as_ptr(), plane: hp * wp, ci, weights, block: ci * 9 * lanes, taps, np };
+                let at = staged.as_mut_ptr().add(p0 * tile_co);
+                match nb {
+                    1 => t.run::<S, 1, TX>(&base, at, tile_co),
+                    2 => t.run::<S, 2, TX>(&base, at, tile_co),
+                    _ => t.run::<S, 3, TX>(&base, at, tile_co),
+                }
+                p0 += np;
+            }
+            for o in b0 * lanes..((b0 + nb) * lanes).min(co) {
+                let c = o - b0 * lanes;
+                for (p, value) in out_img[o * pixels..(o + 1) * pixels].iter_mut().enumerate() {
+                    *value = staged[p * tile_co + c];
+                }
+            }
+            b0 += nb;
+        }
     }
+}
+
+/// One tile's inputs: the padded image, its planes' size, the block's packed weights and the
+/// distance between two blocks' weights.
+struct Tile {
+    padded: *const f32,
+    plane: usize,
+    ci: usize,
+    weights: *const f32,
+    block: usize,
+    taps: [usize; 9],
+    np: usize,
+}
+
+impl Tile {
+    /// `NB` vectors of output channels x `TX` pixels, every input channel and tap added in
+    /// registers, then stored pixel-major at `at` (`stride` floats a pixel).
+    ///
+    /// The hot loop reads through raw pointers: every index is within its buffer by
+    /// construction (`base` + a tap stays inside the padded plane; the weights hold `NB` blocks
+    /// of `ci * 9` vectors), and bounds checks there cost as much as the arithmetic.
+    #[inline(always)]
+    unsafe fn run<S: Simd, const NB: usize, const TX: usize>(&self, base: &[usize; TX], at: *mut f32, stride: usize) {
+        let lanes = f32::lanes::<S>();
+        let zero: Vector<S, f32> = 0f32.splat();
+        let mut acc = [[zero; NB]; TX];
+        for i in 0..self.ci {
+            let plane = self.padded.add(i * self.plane);
+            let wi = self.weights.add(i * 9 * lanes);
+            for (k, off) in self.taps.iter().enumerate() {
+                let mut wv = [zero; NB];
+                for (b, v) in wv.iter_mut().enumerate() {
+                    *v = vload_unaligned(wi.add(b * self.block + k * lanes));
+                }
+                for j in 0..TX {
+                    let x: Vector<S, f32> = (*plane.add(base[j] + off)).splat();
+                    for b in 0..NB {
+                        acc[j][b] = wv[b].mul_add(x, acc[j][b]);
+                    }
+                }
+            }
+        }
+        for (j, a) in acc.iter().enumerate().take(self.np) {
+            for (b, v) in a.iter().enumerate() {
+                vstore_unaligned(at.add(j * stride + b * lanes), *v);
+            }
+        }
+    }
+}
+
+/// The weight gradient of the convolution of `x [n, ci, h, w]` for the output gradient
+/// `g [n, co, h, w]`, into `dw [co, ci, 3, 3]`, on one instruction set.
+struct WeightGrad<'a> {
+    x: &'a [f32],
+    g: &'a [f32],
+    n: usize,
+    ci: usize,
+    co: usize,
+    h: usize,
+    w: usize,
+    dw: &'a mut [f32],
+}
+
+impl WithSimd for WeightGrad<'_> {
+    type Output = ();
+
+    /// 9 taps x `NG` vectors of output channels a tile: 2 with AVX-512's 32 registers (18
+    /// accumulators), 1 elsewhere (9 of 16).
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        // SAFETY: `weight_grad` reads within its buffers by construction (see there).
+        unsafe {
+            match f32::lanes::<S>() {
+                16.. => weight_grad::<S, 2>(self),
+                _ => weight_grad::<S, 1>(self),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn weight_grad<S: Simd, const NG: usize>(a: WeightGrad<'_>) {
+    let lanes = f32::lanes::<S>();
+    let WeightGrad { x, g, n, ci, co, h, w, dw } = a;
+    assert_eq!((x.len(), g.len(), dw.len()), (n * ci * h * w, n * co * h * w, co * ci * 9), "inputs do not match their shapes");
+    let (hp, wp) = (h + 2, w + 2);
+    let pixels = h * w;
+    let blocks = co.div_ceil(lanes);
+    let taps = taps(wp);
+    let mut padded = Vec::new();
+    // The output gradient pixel-major: [block][y][x][lanes].
+    let mut gt = vec![0f32; blocks * pixels * lanes];
+    // The gradient packed `[block][ci][9][lanes]`, summed over images.
+    let mut packed = vec![0f32; blocks * ci * 9 * lanes];
+    for img in 0..n {
+        pad_into(&x[img * ci * pixels..(img + 1) * ci * pixels], ci, h, w, &mut padded);
+        let g_img = &g[img * co * pixels..(img + 1) * co * pixels];
+        for o in 0..co {
+            let (b, l) = (o / lanes, o % lanes);
+            for p in 0..pixels {
+                gt[(b * pixels + p) * lanes + l] = g_img[o * pixels + p];
+            }
+        }
+        let mut b0 = 0;
+        while b0 < blocks {
+            let nb = (blocks - b0).min(NG);
+            let t = GradTile { gt: gt.as_ptr().add(b0 * pixels * lanes), block: pixels * lanes, w, wp, pixels, taps };
+            for i in 0..ci {
+                let plane = padded.as_ptr().add(i * hp * wp);
+                let at = packed.as_mut_ptr().add((b0 * ci + i) * 9 * lanes);
+                let stride = ci * 9 * lanes;
+                match nb {
+                    1 => t.run::<S, 1>(plane, at, stride),
+                    _ => t.run::<S, 2>(plane, at, stride),
+                }
+            }
+            b0 += nb;
+        }
+    }
+    for o in 0..co {
+        for i in 0..ci {
+            for k in 0..9 {
+                dw[(o * ci + i) * 9 + k] = packed[((o / lanes * ci + i) * 9 + k) * lanes + o % lanes];
+            }
+        }
+    }
+}
+
+/// One image's output gradient, pixel-major from a block on (`block` floats a block).
+struct GradTile {
+    gt: *const f32,
+    block: usize,
+    w: usize,
+    wp: usize,
+    pixels: usize,
+    taps: [usize; 9],
+}
+
+impl GradTile {
+    /// Adds `sum over pixels g[pixel] x plane[pixel + tap]` for the 9 taps x `NB` blocks to the
+    /// packed gradient at `at` (`stride` floats a block). Raw reads as in [`Tile::run`]: in
+    /// bounds by construction.
+    #[inline(always)]
+    unsafe fn run<S: Simd, const NB: usize>(&self, plane: *const f32, at: *mut f32, stride: usize) {
+        let lanes = f32::lanes::<S>();
+        let zero: Vector<S, f32> = 0f32.splat();
+        let mut acc = [[zero; NB]; 9];
+        // Row by row: no division per pixel (in wasm one costs as much as several products).
+        for y in 0..self.pixels / self.w {
+            let row = plane.add(y * self.wp);
+            let g_row = self.gt.add(y * self.w * lanes);
+            for xx in 0..self.w {
+                let src = row.add(xx);
+                let mut gv = [zero; NB];
+                for (b, v) in gv.iter_mut().enumerate() {
+                    *v = vload_unaligned(g_row.add(b * self.block + xx * lanes));
+                }
+                for k in 0..9 {
+                    let x: Vector<S, f32> = (*src.add(self.taps[k])).splat();
+                    for b in 0..NB {
+                        acc[k][b] = gv[b].mul_add(x, acc[k][b]);
+                    }
+                }
+            }
+        }
+        for (k, a) in acc.iter().enumerate() {
+            for (b, v) in a.iter().enumerate() {
+                let to = at.add(b * stride + k * lanes);
+                vstore_unaligned(to, vload_unaligned::<S, f32>(to) + *v);
+            }
+        }
+    }
+}
+
+/// The instruction set the kernels run on: the best this CPU (or the wasm module) has.
+pub fn arch() -> Arch {
+    Arch::detect()
 }
 
 /// The convolution of `x [n, c_in, h, w]` by `weight [c_out, c_in, 3, 3]`: `[n, c_out, h, w]`.
 /// `transposed`: by the weights transposed and flipped (the input gradient of a convolution by
 /// `weight`, for `x` an output gradient `[n, c_out, h, w]`; the result is `[n, c_in, h, w]`).
 pub fn conv3x3(x: &[f32], n: usize, h: usize, w: usize, weight: &[f32], c_out: usize, c_in: usize, transposed: bool) -> Vec<f32> {
-    let (packed, co, ci) = pack_weights(weight, c_out, c_in, transposed);
-    assert_eq!(x.len(), n * ci * h * w, "the input does not match its shape");
+    // SAFETY: `arch()` is what this CPU has.
+    unsafe { conv3x3_on(arch(), x, n, h, w, weight, c_out, c_in, transposed) }
+}
+
+/// [`conv3x3`] on a given instruction set.
+///
+/// # Safety
+/// The CPU must have `arch`'s instructions (any set up to [`arch`]).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn conv3x3_on(
+    arch: Arch,
+    x: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    weight: &[f32],
+    c_out: usize,
+    c_in: usize,
+    transposed: bool,
+) -> Vec<f32> {
+    let co = if transposed { c_in } else { c_out };
     let mut out = vec![0f32; n * co * h * w];
-    // SAFETY: the AVX2 variant runs only where the CPU has AVX2 and FMA.
-    unsafe {
-        if avx2() {
-            #[cfg(target_arch = "x86_64")]
-            forward_avx2(x, n, ci, h, w, &packed, co, &mut out);
-        } else {
-            forward_portable(x, n, ci, h, w, &packed, co, &mut out);
-        }
-    }
+    arch.dispatch(Forward { x, n, h, w, weight, c_out, c_in, transposed, out: &mut out });
     out
 }
 
 /// The weight gradient `[c_out, c_in, 3, 3]` of the convolution of `x [n, c_in, h, w]`, for the
 /// output gradient `g [n, c_out, h, w]`.
 pub fn conv3x3_weight_grad(x: &[f32], g: &[f32], n: usize, c_in: usize, c_out: usize, h: usize, w: usize) -> Vec<f32> {
-    assert_eq!((x.len(), g.len()), (n * c_in * h * w, n * c_out * h * w), "inputs do not match their shapes");
-    let blocks = c_out.div_ceil(LANES);
-    let mut packed = vec![0f32; blocks * c_in * 9 * LANES];
     // SAFETY: as in `conv3x3`.
-    unsafe {
-        if avx2() {
-            #[cfg(target_arch = "x86_64")]
-            weight_grad_avx2(x, g, n, c_in, c_out, h, w, &mut packed);
-        } else {
-            weight_grad_portable(x, g, n, c_in, c_out, h, w, &mut packed);
-        }
-    }
+    unsafe { conv3x3_weight_grad_on(arch(), x, g, n, c_in, c_out, h, w) }
+}
+
+/// [`conv3x3_weight_grad`] on a given instruction set.
+///
+/// # Safety
+/// As [`conv3x3_on`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn conv3x3_weight_grad_on(
+    arch: Arch,
+    x: &[f32],
+    g: &[f32],
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+) -> Vec<f32> {
     let mut dw = vec![0f32; c_out * c_in * 9];
-    for o in 0..c_out {
-        for i in 0..c_in {
-            for k in 0..9 {
-                dw[(o * c_in + i) * 9 + k] = packed[((o / LANES * c_in + i) * 9 + k) * LANES + o % LANES];
-            }
-        }
-    }
+    arch.dispatch(WeightGrad { x, g, n, ci: c_in, co: c_out, h, w, dw: &mut dw });
     dw
 }
 
@@ -380,15 +508,46 @@ mod tests {
     /// Forward, input gradient and weight gradient against a float64 reference, on shapes that
     /// leave partial tiles everywhere: 1 image, 3 input channels, 4x4 and 5x7 maps, channel
     /// counts not multiples of 8 or 16.
+    /// Every instruction set this CPU has, up to the best (the kernels' tile shapes differ
+    /// between them).
+    fn arches() -> Vec<Arch> {
+        // Each x86-64 level includes the ones below it (v4 has v3's instructions, ...).
+        #[cfg(target_arch = "x86_64")]
+        let levels = vec![Arch::Scalar, Arch::V2, Arch::V3, Arch::V4];
+        #[cfg(not(target_arch = "x86_64"))]
+        let levels = vec![Arch::Scalar, arch()];
+        let best = format!("{:?}", arch());
+        let at = levels.iter().position(|a| format!("{a:?}") == best).expect("the best instruction set is a level");
+        levels[..=at].to_vec()
+    }
+
     #[test]
     fn direct_kernels_match_a_reference_on_odd_shapes() {
-        for (n, ci, co, h, w) in [(1, 3, 8, 4, 4), (2, 5, 3, 5, 7), (3, 16, 24, 8, 8), (1, 1, 1, 1, 1), (2, 8, 17, 32, 32), (1, 64, 64, 4, 4)] {
+        let arches = arches();
+        eprintln!("instruction sets: {arches:?} (best {:?})", arch());
+        for arch in arches {
+            // SAFETY: `arches` lists only what this CPU has.
+            let conv3x3 = |x: &[f32], n, h, w, weight: &[f32], co, ci, t| unsafe { conv3x3_on(arch, x, n, h, w, weight, co, ci, t) };
+            let conv3x3_weight_grad =
+                |x: &[f32], g: &[f32], n, ci, co, h, w| unsafe { conv3x3_weight_grad_on(arch, x, g, n, ci, co, h, w) };
+            odd_shapes(&format!("{arch:?}"), conv3x3, conv3x3_weight_grad);
+        }
+    }
+
+    fn odd_shapes(
+        arch: &str,
+        conv3x3: impl Fn(&[f32], usize, usize, usize, &[f32], usize, usize, bool) -> Vec<f32>,
+        conv3x3_weight_grad: impl Fn(&[f32], &[f32], usize, usize, usize, usize, usize) -> Vec<f32>,
+    ) {
+        for (n, ci, co, h, w) in
+            [(1, 3, 8, 4, 4), (2, 5, 3, 5, 7), (3, 16, 24, 8, 8), (1, 1, 1, 1, 1), (2, 8, 17, 32, 32), (1, 64, 64, 4, 4), (1, 4, 40, 6, 5)]
+        {
             let x = values(n * ci * h * w, 1);
             let weight = values(co * ci * 9, 2);
             let g = values(n * co * h * w, 3);
             let out = conv3x3(&x, n, h, w, &weight, co, ci, false);
             let err = worst(&out, &reference(&x, n, ci, h, w, &weight, co));
-            assert!(err < 1e-5, "forward {n}x{ci}->{co} {h}x{w}: {err:.2e}");
+            assert!(err < 1e-5, "{arch} forward {n}x{ci}->{co} {h}x{w}: {err:.2e}");
             // Input gradient: the convolution by the transposed, flipped weights.
             let mut flipped = vec![0f32; ci * co * 9];
             for o in 0..co {
@@ -400,7 +559,7 @@ mod tests {
             }
             let dx = conv3x3(&g, n, h, w, &weight, co, ci, true);
             let err = worst(&dx, &reference(&g, n, co, h, w, &flipped, ci));
-            assert!(err < 1e-5, "input grad {n}x{ci}->{co} {h}x{w}: {err:.2e}");
+            assert!(err < 1e-5, "{arch} input grad {n}x{ci}->{co} {h}x{w}: {err:.2e}");
             // Weight gradient: dw[o, i, ky, kx] = sum g[o] * shifted x[i].
             let dw = conv3x3_weight_grad(&x, &g, n, ci, co, h, w);
             let mut expected = vec![0f32; co * ci * 9];
@@ -425,7 +584,7 @@ mod tests {
                 }
             }
             let err = worst(&dw, &expected);
-            assert!(err < 1e-5, "weight grad {n}x{ci}->{co} {h}x{w}: {err:.2e}");
+            assert!(err < 1e-5, "{arch} weight grad {n}x{ci}->{co} {h}x{w}: {err:.2e}");
         }
     }
 }
