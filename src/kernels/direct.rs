@@ -93,6 +93,7 @@ impl WithSimd for Forward<'_> {
 /// need not be contiguous).
 #[inline(always)]
 unsafe fn forward<S: Simd, const NV: usize, const TX: usize>(a: Forward<'_>) {
+    const { assert!(NV >= 1 && NV <= 6) };
     let lanes = f32::lanes::<S>();
     let (packed, co, ci) = pack_weights(a.weight, a.c_out, a.c_in, a.transposed, lanes);
     let (n, h, w) = (a.n, a.h, a.w);
@@ -126,10 +127,14 @@ unsafe fn forward<S: Simd, const NV: usize, const TX: usize>(a: Forward<'_>) {
                 }
                 let t = Tile { padded: padded.as_ptr(), plane: hp * wp, ci, weights, block: ci * 9 * lanes, taps, np };
                 let at = staged.as_mut_ptr().add(p0 * tile_co);
+                // The last block of a layer may hold fewer vectors than a tile (NV <= 6).
                 match nb {
                     1 => t.run::<S, 1, TX>(&base, at, tile_co),
                     2 => t.run::<S, 2, TX>(&base, at, tile_co),
-                    _ => t.run::<S, 3, TX>(&base, at, tile_co),
+                    3 => t.run::<S, 3, TX>(&base, at, tile_co),
+                    4 => t.run::<S, 4, TX>(&base, at, tile_co),
+                    5 => t.run::<S, 5, TX>(&base, at, tile_co),
+                    _ => t.run::<S, 6, TX>(&base, at, tile_co),
                 }
                 p0 += np;
             }
