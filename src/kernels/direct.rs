@@ -71,16 +71,18 @@ impl WithSimd for Forward<'_> {
     type Output = ();
 
     /// Tiles (vectors of output channels x pixels) that leave a register or three for the
-    /// weights and the broadcast input: AVX-512 2 x 12 (24 of 32 registers), AVX2 2 x 6 (12 of
-    /// 16), 4 lanes 3 x 4 (12 of 16; V8 keeps one of wasm's for itself). The previous portable
-    /// kernel held 16 channels x 6 pixels as `[f32; 8]` arrays in every target, which in wasm is
-    /// 24 SIMD128 accumulators for 16 registers.
+    /// weights and the broadcast input, measured per layer (`train --bench-layers`) and per step:
+    /// AVX-512 4 x 4 (64 channels, 16 of 32 registers: 1.3x the 2 x 12 first tried at width
+    /// 0.25), AVX2 2 x 6 (12 of 16), 4 lanes 3 x 4 (12 of 16; V8 keeps one of wasm's for itself).
+    /// The first portable kernel held 16 channels x 6 pixels as `[f32; 8]` arrays in every
+    /// target, in wasm 24 SIMD128 accumulators for 16 registers. Wider pixel tiles for narrow
+    /// blocks, tried with the pixel loop inside the tile's function, cost the page 10%.
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
         // SAFETY: `forward` reads within its buffers by construction (see there).
         unsafe {
             match f32::lanes::<S>() {
-                16.. => forward::<S, 2, 12>(self),
+                16.. => forward::<S, 4, 4>(self),
                 8 => forward::<S, 2, 6>(self),
                 _ => forward::<S, 3, 4>(self),
             }
@@ -321,9 +323,31 @@ impl GradTile {
     }
 }
 
-/// The instruction set the kernels run on: the best this CPU (or the wasm module) has.
+/// The instruction set the kernels run on: the best this CPU (or the wasm module) has, or
+/// natively a lower x86-64 level named by the environment's `CIFAR10_SIMD` (`scalar`, `v2`, `v3`
+/// AVX2 + FMA, `v4` AVX-512: to measure one against another; a level the CPU lacks is ignored).
 pub fn arch() -> Arch {
-    Arch::detect()
+    static CHOSEN: std::sync::OnceLock<Arch> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let best = Arch::detect();
+        #[cfg(target_arch = "x86_64")]
+        if let Ok(name) = std::env::var("CIFAR10_SIMD") {
+            let levels = x86_levels(best);
+            match levels.iter().find(|a| format!("{a:?}").eq_ignore_ascii_case(name.trim())) {
+                Some(level) => return *level,
+                None => log::warn!("CIFAR10_SIMD={name}: not one of {levels:?} (what this CPU has); using {best:?}"),
+            }
+        }
+        best
+    })
+}
+
+/// The x86-64 levels up to `best`, lowest first (each includes the ones below it).
+#[cfg(target_arch = "x86_64")]
+pub fn x86_levels(best: Arch) -> Vec<Arch> {
+    let levels = [Arch::Scalar, Arch::V2, Arch::V3, Arch::V4];
+    let at = levels.iter().position(|a| format!("{a:?}") == format!("{best:?}")).unwrap_or(0);
+    levels[..=at].to_vec()
 }
 
 /// The convolution of `x [n, c_in, h, w]` by `weight [c_out, c_in, 3, 3]`: `[n, c_out, h, w]`.
@@ -516,20 +540,16 @@ mod tests {
     /// Every instruction set this CPU has, up to the best (the kernels' tile shapes differ
     /// between them).
     fn arches() -> Vec<Arch> {
-        // Each x86-64 level includes the ones below it (v4 has v3's instructions, ...).
         #[cfg(target_arch = "x86_64")]
-        let levels = vec![Arch::Scalar, Arch::V2, Arch::V3, Arch::V4];
+        return x86_levels(Arch::detect());
         #[cfg(not(target_arch = "x86_64"))]
-        let levels = vec![Arch::Scalar, arch()];
-        let best = format!("{:?}", arch());
-        let at = levels.iter().position(|a| format!("{a:?}") == best).expect("the best instruction set is a level");
-        levels[..=at].to_vec()
+        return vec![Arch::Scalar, Arch::detect()];
     }
 
     #[test]
     fn direct_kernels_match_a_reference_on_odd_shapes() {
         let arches = arches();
-        eprintln!("instruction sets: {arches:?} (best {:?})", arch());
+        eprintln!("instruction sets: {arches:?} (best {:?})", Arch::detect());
         for arch in arches {
             // SAFETY: `arches` lists only what this CPU has.
             let conv3x3 = |x: &[f32], n, h, w, weight: &[f32], co, ci, t| unsafe { conv3x3_on(arch, x, n, h, w, weight, co, ci, t) };

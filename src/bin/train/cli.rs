@@ -318,6 +318,9 @@ fn run() -> Result<(), String> {
         let needs = if conv == ConvAlgorithm::Direct { "the CPU backend (--backend flex)" } else { "a CubeCL backend (--backend wgpu or vulkan)" };
         return Err(format!("--conv {} needs {needs}, not {}", conv.name(), args.backend));
     }
+    if conv == ConvAlgorithm::Direct {
+        println!("direct kernels on {:?} (x86-64 levels: V4 AVX-512, V3 AVX2 + FMA, V2 SSE4.2; CIFAR10_SIMD picks a lower one)", cifar10_webgpu::kernels::direct::arch());
+    }
     let t = Instant::now();
     let data = data::load_path(&args.data).map_err(|e| e.to_string())?;
     println!(
