@@ -447,31 +447,112 @@ fn picks(v: f32, m: f32) -> bool {
 /// goes to the position of its maximum in `x` (the first maximum read row by row, or the first
 /// NaN, as PyTorch's and burn's pools choose), zeros elsewhere.
 pub fn max_pool2x2_backward(x: &[f32], g: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
-    let (ho, wo) = (h / 2, w / 2);
+    // SAFETY: `arch()` is what this CPU has.
+    unsafe { max_pool2x2_backward_on(arch(), x, g, n, c, h, w) }
+}
+
+/// [`max_pool2x2_backward`] on a given instruction set.
+///
+/// # Safety
+/// As [`conv3x3_on`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn max_pool2x2_backward_on(arch: Arch, x: &[f32], g: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+    assert_eq!((x.len(), g.len()), (n * c * h * w, n * c * (h / 2) * (w / 2)), "inputs do not match their shapes");
     let mut dx = vec![0f32; n * c * h * w];
-    for ((plane, d), gp) in x.chunks_exact(h * w).zip(dx.chunks_exact_mut(h * w)).zip(g.chunks_exact(ho * wo)) {
-        for ((rows, d_rows), g_row) in plane.chunks_exact(2 * w).zip(d.chunks_exact_mut(2 * w)).zip(gp.chunks_exact(wo)) {
-            let (r0, r1) = rows.split_at(w);
-            let (d0, d1) = d_rows.split_at_mut(w);
-            // Indexed (slices cut to length, so no bounds checks): LLVM vectorises the pairs'
-            // loads and stores as interleaved groups; a zip of `chunks_exact` pairs it did not.
-            let (r0, r1, d0, d1, g_row) = (&r0[..2 * wo], &r1[..2 * wo], &mut d0[..2 * wo], &mut d1[..2 * wo], &g_row[..wo]);
-            for xo in 0..wo {
-                let (a, b, c, e) = (r0[2 * xo], r0[2 * xo + 1], r1[2 * xo], r1[2 * xo + 1]);
-                let gv = g_row[xo];
-                let m = max2(max2(a, b), max2(c, e));
-                let sa = picks(a, m);
-                let sb = !sa && picks(b, m);
-                let sc = !sa && !sb && picks(c, m);
-                let se = !sa && !sb && !sc;
-                d0[2 * xo] = if sa { gv } else { 0.0 };
-                d0[2 * xo + 1] = if sb { gv } else { 0.0 };
-                d1[2 * xo] = if sc { gv } else { 0.0 };
-                d1[2 * xo + 1] = if se { gv } else { 0.0 };
+    arch.dispatch(PoolBackward { x, g, h, w, dx: &mut dx });
+    dx
+}
+
+/// The pool's backward pass on one instruction set, a pair of rows at a time, in vectors of the
+/// input's resolution: each lane finds its window's other column by a select between its right
+/// neighbour (even lanes) and its left (odd lanes), so no lane shuffles (which macerator does
+/// not have) and no branch on which position holds the maximum (random: a scalar loop of such
+/// branches took 8-9% of a native step). A vector with a NaN, and a row's last few windows, take
+/// the scalar path.
+struct PoolBackward<'a> {
+    x: &'a [f32],
+    g: &'a [f32],
+    h: usize,
+    w: usize,
+    dx: &'a mut [f32],
+}
+
+impl WithSimd for PoolBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        let PoolBackward { x, g, h, w, dx } = self;
+        let (ho, wo) = (h / 2, w / 2);
+        let lanes = f32::lanes::<S>();
+        // The vector path needs whole windows in a vector.
+        let vector = lanes >= 2 && lanes % 2 == 0;
+        let zero: Vector<S, f32> = 0f32.splat();
+        // 1 in even lanes, 0 in odd ones; `even()` the mask of it (a mask is not `Copy`: one
+        // comparison makes it again where it is needed).
+        let parity: Vec<f32> = (0..lanes).map(|l| if l % 2 == 0 { 1.0 } else { 0.0 }).collect();
+        // SAFETY: `parity` holds a vector's lanes.
+        let parity = unsafe { vload_unaligned::<S, f32>(parity.as_ptr()) };
+        let even = || parity.gt(zero);
+        // The two rows with a zero on either side (so that every lane's neighbours are in
+        // bounds) and the output gradient repeated for both columns of its window.
+        let (mut p0, mut p1, mut gx) = (vec![0f32; w + 2], vec![0f32; w + 2], vec![0f32; w]);
+        for ((plane, d), gp) in x.chunks_exact(h * w).zip(dx.chunks_exact_mut(h * w)).zip(g.chunks_exact(ho * wo)) {
+            for ((rows, d_rows), g_row) in plane.chunks_exact(2 * w).zip(d.chunks_exact_mut(2 * w)).zip(gp.chunks_exact(wo)) {
+                let (r0, r1) = rows.split_at(w);
+                let (d0, d1) = d_rows.split_at_mut(w);
+                let mut xo = 0;
+                if vector {
+                    p0[1..w + 1].copy_from_slice(r0);
+                    p1[1..w + 1].copy_from_slice(r1);
+                    for (pair, &v) in gx.chunks_exact_mut(2).zip(g_row) {
+                        pair.fill(v);
+                    }
+                    while 2 * xo + lanes <= w {
+                        let at = 2 * xo;
+                        // SAFETY: `at + lanes <= w`, and the padded rows hold `w + 2` values.
+                        let (a, c, neighbour_a, neighbour_c) = unsafe {
+                            let (q0, q1) = (p0.as_ptr().add(at), p1.as_ptr().add(at));
+                            (
+                                vload_unaligned::<S, f32>(q0.add(1)),
+                                vload_unaligned::<S, f32>(q1.add(1)),
+                                even().select(vload_unaligned(q0.add(2)), vload_unaligned(q0)),
+                                even().select(vload_unaligned(q1.add(2)), vload_unaligned(q1)),
+                            )
+                        };
+                        if (a.ne(a).or(c.ne(c))).any() {
+                            break; // a NaN: this row's remaining windows on the scalar path
+                        }
+                        let m = a.max(neighbour_a).max(c.max(neighbour_c));
+                        // Row 0: an even lane is its window's first position; an odd lane comes
+                        // after its left neighbour. Row 1: after both of row 0, and an odd lane
+                        // after its left neighbour in row 1 too.
+                        let top = a.eq(m).and(even().or(neighbour_a.ne(m)));
+                        let bottom = c.eq(m).and(a.ne(m)).and(neighbour_a.ne(m)).and(even().or(neighbour_c.ne(m)));
+                        // SAFETY: as the loads above; `gx` and the rows of `d` hold `w` values.
+                        unsafe {
+                            let gv = vload_unaligned::<S, f32>(gx.as_ptr().add(at));
+                            vstore_unaligned(d0.as_mut_ptr().add(at), top.select(gv, zero));
+                            vstore_unaligned(d1.as_mut_ptr().add(at), bottom.select(gv, zero));
+                        }
+                        xo += lanes / 2;
+                    }
+                }
+                for xo in xo..wo {
+                    let (a, b, c, e) = (r0[2 * xo], r0[2 * xo + 1], r1[2 * xo], r1[2 * xo + 1]);
+                    let (gv, m) = (g_row[xo], max2(max2(a, b), max2(c, e)));
+                    let sa = picks(a, m);
+                    let sb = !sa && picks(b, m);
+                    let sc = !sa && !sb && picks(c, m);
+                    let se = !sa && !sb && !sc;
+                    d0[2 * xo] = if sa { gv } else { 0.0 };
+                    d0[2 * xo + 1] = if sb { gv } else { 0.0 };
+                    d1[2 * xo] = if sc { gv } else { 0.0 };
+                    d1[2 * xo + 1] = if se { gv } else { 0.0 };
+                }
             }
         }
     }
-    dx
 }
 
 #[cfg(test)]
@@ -555,6 +636,42 @@ mod tests {
         assert!(out[1].is_nan() && out[2].is_nan(), "a window with a NaN pools to NaN");
         assert_eq!((dx[3], dx[2], dx[w + 2], dx[w + 3]), (g[1], 0.0, 0.0, 0.0), "the NaN takes the gradient");
         assert_eq!((dx[w + 4], dx[w + 5]), (g[2], 0.0), "the first of two NaNs takes it");
+    }
+
+    /// The backward pass on every instruction set the CPU has, on rows wide enough for its
+    /// vectors (and a few windows past them), against the rule: ties everywhere (values from
+    /// three levels), NaNs in even and odd columns of both rows, one NaN-free row after them.
+    #[test]
+    fn max_pool_backward_matches_the_rule_on_every_instruction_set() {
+        for (n, c, h, w) in [(1, 2, 4, 32), (2, 1, 2, 36), (1, 3, 6, 20), (1, 1, 2, 2), (1, 1, 4, 70)] {
+            let mut x: Vec<f32> = values(n * c * h * w, 11).into_iter().map(|v| (v * 1.5).round()).collect();
+            let len = x.len();
+            for i in [5, w + 8, 2 * w + 3, w + 17].into_iter().filter(|&i| i < len) {
+                x[i] = f32::NAN;
+            }
+            let g = values(n * c * (h / 2) * (w / 2), 12);
+            let mut expected = vec![0f32; x.len()];
+            for p in 0..n * c {
+                for y in 0..h / 2 {
+                    for xo in 0..w / 2 {
+                        let idx = [(2 * y, 2 * xo), (2 * y, 2 * xo + 1), (2 * y + 1, 2 * xo), (2 * y + 1, 2 * xo + 1)]
+                            .map(|(r, col)| p * h * w + r * w + col);
+                        let mut best = idx[0];
+                        for &i in &idx[1..] {
+                            if x[i] > x[best] || (x[i].is_nan() && !x[best].is_nan()) {
+                                best = i;
+                            }
+                        }
+                        expected[best] = g[(p * (h / 2) + y) * (w / 2) + xo];
+                    }
+                }
+            }
+            for arch in arches() {
+                // SAFETY: `arches` lists only what this CPU has.
+                let dx = unsafe { max_pool2x2_backward_on(arch, &x, &g, n, c, h, w) };
+                assert_eq!(dx, expected, "{arch:?}, {n}x{c}x{h}x{w}");
+            }
+        }
     }
 
     fn worst(a: &[f32], b: &[f32]) -> f32 {
