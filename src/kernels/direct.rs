@@ -72,7 +72,7 @@ impl WithSimd for Forward<'_> {
 
     /// Tiles (vectors of output channels x pixels) that leave a register or three for the
     /// weights and the broadcast input, measured per layer (`train --bench-layers`) and per step:
-    /// AVX-512 4 x 4 (64 channels, 16 of 32 registers: 1.3x the 2 x 12 first tried at width
+    /// AVX-512 4 x 4 (64 channels, 16 of 32 registers: a step 1.17x the 2 x 12 first tried, width
     /// 0.25), AVX2 2 x 6 (12 of 16), 4 lanes 3 x 4 (12 of 16; V8 keeps one of wasm's for itself).
     /// The first portable kernel held 16 channels x 6 pixels as `[f32; 8]` arrays in every
     /// target, in wasm 24 SIMD128 accumulators for 16 registers. Wider pixel tiles for narrow
