@@ -39,23 +39,9 @@ if has pytorch && ! python3 -c 'import torch' 2>/dev/null; then
   say "installing torch from PyPI"
   python3 -m pip install -q torch numpy >&2
 fi
-if has page; then
-  [ -d "$tools/node_modules/playwright-core" ] || npm install --silent --prefix "$tools" playwright-core@1.64.1 >/dev/null
-  if [ -z "${DIST:-}" ]; then
-    DIST=$root/target/direct-dist
-    say "release site (wasm-opt) into $DIST"
-    DIST=$DIST CARGO_TARGET_DIR=${WASM_TARGET_DIR:-$cache/target-wasm} scripts/build-release.sh / >&2
-  fi
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  public=${PUBLIC_PATH:-/}
-  served=$(mktemp -d)
-  mkdir -p "$served$(dirname "${public%/}")"
-  if [ "$public" = / ]; then rmdir "$served"; ln -s "$DIST" "$served"; else ln -s "$DIST" "$served${public%/}"; fi
-  python3 -m http.server "$port" --bind 127.0.0.1 --directory "$served" >/dev/null 2>&1 &
-  server=$!
-  trap 'kill $server 2>/dev/null || true; rm -rf "$served"' EXIT
-  sleep 1
-fi
+# shellcheck source=bench/page_site.sh
+source bench/page_site.sh
+if has page; then page_site direct; fi
 if has native; then
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target} cargo build --release --bin train >&2
   train=${CARGO_TARGET_DIR:-$cache/target}/release/train
@@ -95,7 +81,7 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     if has page; then
       for conv in burn direct; do
-        measure "page-$conv-$cfg" env TOOLS_DIR="$tools" node bench/cpu_page.mjs "http://127.0.0.1:$port$public?device=cpu&cpu_workers=1&width=$w&batch=$BATCH&bench_steps=$PAGE_STEPS&conv=$conv"
+        measure "page-$conv-$cfg" env TOOLS_DIR="$tools" node bench/cpu_page.mjs "${page_url}?device=cpu&cpu_workers=1&width=$w&batch=$BATCH&bench_steps=$PAGE_STEPS&conv=$conv"
       done
     fi
   done

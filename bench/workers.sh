@@ -29,23 +29,9 @@ say() { printf '\033[1;34m[workers.sh]\033[0m %s\n' "$*" >&2; }
 mkdir -p "$out"
 find "$out" -maxdepth 1 -type f -delete
 
-if has page; then
-  [ -d "$tools/node_modules/playwright-core" ] || npm install --silent --prefix "$tools" playwright-core@1.64.1 >/dev/null
-  if [ -z "${DIST:-}" ]; then
-    DIST=$root/target/workers-dist
-    say "release site (wasm-opt) into $DIST"
-    DIST=$DIST CARGO_TARGET_DIR=${WASM_TARGET_DIR:-$cache/target-wasm} scripts/build-release.sh / >&2
-  fi
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  public=${PUBLIC_PATH:-/}
-  served=$(mktemp -d)
-  mkdir -p "$served$(dirname "${public%/}")"
-  if [ "$public" = / ]; then rmdir "$served"; ln -s "$DIST" "$served"; else ln -s "$DIST" "$served${public%/}"; fi
-  python3 -m http.server "$port" --bind 127.0.0.1 --directory "$served" >/dev/null 2>&1 &
-  server=$!
-  trap 'kill $server 2>/dev/null || true; rm -rf "$served"' EXIT
-  sleep 1
-fi
+# shellcheck source=bench/page_site.sh
+source bench/page_site.sh
+if has page; then page_site workers; fi
 if has native; then
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target} cargo build --release --bin train >&2
   train=${CARGO_TARGET_DIR:-$cache/target}/release/train
@@ -60,7 +46,7 @@ for cfg in $CONFIGS; do
     if has page; then
       f="$out/page-w$w-b$b-n$n.txt"
       printf '# load before: %s\n' "$(cut -d' ' -f1 /proc/loadavg)" > "$f"
-      TOOLS_DIR=$tools node bench/cpu_page.mjs "http://127.0.0.1:$port$public?device=cpu&width=$w&batch=$b&bench_steps=$STEPS&conv=burn&cpu_workers=$n" >> "$f" 2>&1 || echo FAILED >> "$f"
+      TOOLS_DIR=$tools node bench/cpu_page.mjs "${page_url}?device=cpu&width=$w&batch=$b&bench_steps=$STEPS&conv=burn&cpu_workers=$n" >> "$f" 2>&1 || echo FAILED >> "$f"
       echo "page   width $w batch $b, $n worker(s): $(grep -oE '[0-9.]+ images/s' "$f" | head -1) $(grep -oE '[0-9]+ workers: .*' "$f" | head -1) (load $(head -1 "$f" | cut -d' ' -f4))" | tee -a "$out/summary.txt"
     fi
     if has native; then
