@@ -42,7 +42,6 @@ pub enum Event {
     Resumed,
 }
 
-
 /// The environment the loop runs in.
 pub trait Host {
     /// Milliseconds from an arbitrary origin.
@@ -97,8 +96,6 @@ pub(crate) fn proceed<H: Host>(host: &mut H) -> Result<(), TrainError> {
         _ => Ok(()),
     }
 }
-
-
 
 /// What [`backward_on`] returns: the batch's loss and logits (detached), its labels, the
 /// gradients, the model (with the replicas' running statistics when split) and, when split,
@@ -527,7 +524,6 @@ pub fn view_batches(split: &Split, indices: &[usize], norm: &Normalization, view
         })
         .unzip()
 }
-
 
 /// Evaluates `model` on a split: loss, accuracy, confusion matrix and the most confident
 /// mistakes. The softmax probabilities (10 floats an image) stay on the device until the last
