@@ -105,8 +105,7 @@ pub async fn bench_steps<H: Host>(
         return Err(TrainError::Invalid("the benchmark needs images and at least one step".into()));
     }
     let device = device.clone().autodiff();
-    device.seed(config.seed);
-    let mut model = ResNet9::new(config.width, &device);
+    let mut model = ResNet9::seeded(config.width, config.seed, &device);
     // The step's cost does not depend on the momentum: the recipe's base value, held fixed.
     let (mut optim, _) = NesterovSgd::init(config.base_momentum, config.weight_decay);
     let norm = Normalization::from_split(train);

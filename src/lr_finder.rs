@@ -92,8 +92,7 @@ pub async fn find_lr<H: Host>(
     train.validate().map_err(TrainError::Invalid)?;
     let data = data.subset(train.train_subset, None);
     let device = device.clone().autodiff();
-    device.seed(train.seed);
-    let mut model = ResNet9::new(train.width, &device);
+    let mut model = ResNet9::seeded(train.width, train.seed, &device);
     let (mut optim, _momentum) = NesterovSgd::init(train.base_momentum, train.weight_decay);
     let norm = Normalization::from_split(&data.train);
     // The recipe's own loss (logit scale, smoothing) and BatchNorm rules: the LR it finds is for them.

@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, PadMode};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// conv 3x3 (pad 1, no bias) -> BatchNorm -> ReLU.
 #[derive(Module, Debug)]
@@ -193,6 +195,38 @@ impl ConvPoolBn {
     }
 }
 
+/// Replaces the drawn parameters of a fresh net (never read, so never drawn by burn) by values
+/// from one seeded RNG, in the module's order.
+struct SeededInit {
+    path: Vec<String>,
+    fc_fan_in: usize,
+    rng: StdRng,
+}
+
+impl ModuleMapper for SeededInit {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.join(".");
+        let shape = param.lazy_shape().to_vec();
+        let fan_in = if name.ends_with("conv.weight") {
+            shape[1..].iter().product::<usize>()
+        } else if name == "fc.weight" || name == "fc.bias" {
+            self.fc_fan_in // burn's linear weight is [in, out]
+        } else {
+            return param; // BatchNorm: constants, nothing drawn
+        };
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let values: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| self.rng.random_range(-bound..bound)).collect();
+        let (id, device) = (param.id, param.lazy_device());
+        param.transform_for_load(Tensor::<D>::from_data(TensorData::new(values, shape), &device), id)
+    }
+}
+
 /// The network. `res1`/`res2` hold the two conv-BN-ReLU of each residual branch.
 #[derive(Module, Debug)]
 pub struct ResNet9 {
@@ -274,6 +308,17 @@ impl ResNet9 {
             pool: MaxPool2dConfig::new([4, 4]).init(),
             fc: LinearConfig::new(c3, 10).init(device),
         }
+    }
+
+    /// The net with initial weights drawn from `seed` alone: the same numbers on every backend,
+    /// whatever else the process draws at the same time. burn's initialisers are lazy and draw
+    /// from the backend's process-wide RNG when a parameter is first read, so `device.seed(s)`
+    /// then `new` gives other weights whenever another thread draws in between (parallel tests,
+    /// the native replicas' helper threads). The distributions are burn's and PyTorch's
+    /// defaults: the convolution and linear weights and the linear bias uniform in
+    /// +-1/sqrt(fan_in); BatchNorm's scale 1 and shift 0 (not drawn).
+    pub fn seeded(width: f64, seed: u64, device: &Device) -> Self {
+        Self::new(width, device).map(&mut SeededInit { path: Vec::new(), fc_fan_in: channels(width)[3], rng: StdRng::seed_from_u64(seed) })
     }
 
     /// A copy that later training cannot change. `clone()` shares BatchNorm's running

@@ -168,8 +168,7 @@ impl Trainer {
             return Err(TrainError::Invalid("no data loaded".into()));
         }
         let device = device.clone().autodiff();
-        device.seed(config.seed);
-        let model = ResNet9::new(config.width, &device);
+        let model = ResNet9::seeded(config.width, config.seed, &device);
         let n_train = config.train_subset.map_or(data.train.len(), |n| n.min(data.train.len()));
         let steps_per_epoch = augment::steps_per_epoch(n_train, config.batch_size);
         let norm = Normalization::from_split(&data.train);

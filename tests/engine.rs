@@ -146,12 +146,76 @@ fn nesterov_sgd_matches_the_pytorch_update() {
     }
 }
 
+/// Seeded initial weights are the seed's alone, whatever other threads draw meanwhile (the
+/// parallel tests of one binary all draw from burn's process-wide RNG), and follow burn's own
+/// initialisers' distributions (uniform in +-1/sqrt(fan_in)).
+#[test]
+fn seeded_initial_weights_depend_on_the_seed_alone() {
+    let device = Device::flex();
+    let values = |model: &ResNet9| pollster::block_on(weights::snapshot(model)).unwrap().tensors;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    // Another thread reseeds and draws until told to stop (`usize::MAX`), counting its draws.
+    let draws = std::sync::Arc::new(AtomicUsize::new(0));
+    let drawing = {
+        let (draws, device) = (draws.clone(), device.clone());
+        std::thread::spawn(move || {
+            while draws.load(Relaxed) != usize::MAX {
+                device.seed(draws.load(Relaxed) as u64);
+                let t = Tensor::<1>::random([4096], burn::tensor::Distribution::Default, &device);
+                assert_eq!(t.into_data().num_elements(), 4096);
+                let _ = draws.fetch_update(Relaxed, Relaxed, |d| (d != usize::MAX).then_some(d + 1));
+            }
+        })
+    };
+    while draws.load(Relaxed) == 0 {
+        std::thread::yield_now();
+    }
+    let a = values(&ResNet9::seeded(0.125, 7, &device));
+    let mut builds = 1;
+    // Build again until the other thread has drawn at least 200 times meanwhile.
+    let start = draws.load(Relaxed);
+    while draws.load(Relaxed) < start + 200 || builds < 5 {
+        assert!(values(&ResNet9::seeded(0.125, 7, &device)) == a, "one seed, other initial weights (build {builds})");
+        builds += 1;
+    }
+    let c = values(&ResNet9::seeded(0.125, 8, &device));
+    let drawn = draws.swap(usize::MAX, Relaxed) - start;
+    drawing.join().unwrap();
+    println!("{builds} builds of seed 7, all equal, while another thread reseeded and drew {drawn} times");
+    // burn's initialisers, materialised, for the distributions.
+    let burn_init = values(&ResNet9::new(0.125, &device));
+    for ((name, shape, va), ((_, _, vc), (_, _, vb))) in a.iter().zip(c.iter().zip(&burn_init)) {
+        let drawn = name.ends_with("conv.weight") || name.starts_with("fc.");
+        if !drawn {
+            assert!(va == vb && va == vc, "{name}: BatchNorm's constants changed");
+            continue;
+        }
+        assert!(va != vc, "{name}: seeds 7 and 8 drew the same values");
+        let fan_in = if name.starts_with("fc.") { cifar10_webgpu::model::channels(0.125)[3] } else { shape[1..].iter().product::<usize>() };
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let stats = |v: &[f32]| {
+            let n = v.len() as f64;
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let sd = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            (mean, sd, v.iter().fold(0f64, |m, &x| m.max((x as f64).abs())))
+        };
+        let ((mean_a, sd_a, max_a), (_, sd_b, max_b)) = (stats(va), stats(vb));
+        let n = va.len() as f64;
+        // A uniform in +-bound: sd bound/sqrt(3); the sample's mean and sd within 5 standard errors.
+        let sd = bound / 3f64.sqrt();
+        assert!(max_a <= bound && max_b <= bound * (1.0 + 1e-6), "{name}: {max_a} / burn {max_b} past {bound}");
+        assert!(mean_a.abs() < 5.0 * sd / n.sqrt(), "{name}: mean {mean_a}");
+        for s in [sd_a, sd_b] {
+            assert!((s - sd).abs() < 5.0 * sd / n.sqrt() + 0.02 * sd, "{name}: sd {sd_a} (burn's {sd_b}) vs {sd}");
+        }
+    }
+}
+
 #[test]
 fn narrow_net_fits_64_real_images() {
     let data = sample_data();
     let device = Device::flex().autodiff();
-    device.seed(1);
-    let mut model = ResNet9::new(0.125, &device);
+    let mut model = ResNet9::seeded(0.125, 1, &device);
     let (mut optim, _) = NesterovSgd::init(0.9, 5e-4);
     let norm = Normalization::from_split(&data.train);
     let indices: Vec<usize> = (0..64).collect();
@@ -625,11 +689,11 @@ fn learns_like_pytorch_on_real_images() {
 }
 
 /// Two trainers starting from one model (running statistics unshared): the first steps on
-/// whole batches, the second in passes of at most `most` images. One model, not two seeded
-/// ones: the seeded initialisation draws from a device-wide RNG other tests also draw from.
+/// whole batches, the second in passes of at most `most` images. One seeded model (the same
+/// initial weights every run), copied for the first.
 fn whole_and_split(config: TrainConfig, steps: usize, most: usize, norm: &Normalization) -> (Trainer, Trainer) {
     let device = Device::flex();
-    let model = ResNet9::new(config.width, &device.clone().autodiff());
+    let model = ResNet9::seeded(config.width, config.seed, &device.clone().autodiff());
     let whole = Trainer::with_model(config.clone(), model.checkpoint(), &device, steps, norm.clone());
     let split = Trainer::with_model(config.with_micro_batch(Some(most)), model, &device, steps, norm.clone());
     (whole, split)
