@@ -195,15 +195,18 @@ impl ConvPoolBn {
     }
 }
 
-/// Replaces the drawn parameters of a fresh net (never read, so never drawn by burn) by values
-/// from one seeded RNG, in the module's order.
-struct SeededInit {
-    path: Vec<String>,
-    fc_fan_in: usize,
-    rng: StdRng,
+/// Replaces float parameters by name: `f(path, shape)` gives the new values (of that shape),
+/// or `None` to keep the parameter. Each keeps its id: an optimiser's momentum stays keyed by it.
+pub fn replace_params<M: Module>(module: M, f: impl FnMut(&str, &[usize]) -> Option<Vec<f32>>) -> M {
+    module.map(&mut ReplaceParams { path: Vec::new(), f })
 }
 
-impl ModuleMapper for SeededInit {
+struct ReplaceParams<F> {
+    path: Vec<String>,
+    f: F,
+}
+
+impl<F: FnMut(&str, &[usize]) -> Option<Vec<f32>>> ModuleMapper for ReplaceParams<F> {
     fn enter_module(&mut self, name: &str, _: &str) {
         self.path.push(name.to_string());
     }
@@ -211,19 +214,14 @@ impl ModuleMapper for SeededInit {
         self.path.pop();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join(".");
         let shape = param.lazy_shape().to_vec();
-        let fan_in = if name.ends_with("conv.weight") {
-            shape[1..].iter().product::<usize>()
-        } else if name == "fc.weight" || name == "fc.bias" {
-            self.fc_fan_in // burn's linear weight is [in, out]
-        } else {
-            return param; // BatchNorm: constants, nothing drawn
-        };
-        let bound = 1.0 / (fan_in as f32).sqrt();
-        let values: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| self.rng.random_range(-bound..bound)).collect();
-        let (id, device) = (param.id, param.lazy_device());
-        param.transform_for_load(Tensor::<D>::from_data(TensorData::new(values, shape), &device), id)
+        match (self.f)(&self.path.join("."), &shape) {
+            None => param,
+            Some(values) => {
+                let (id, device) = (param.id, param.lazy_device());
+                param.transform_for_load(Tensor::<D>::from_data(TensorData::new(values, shape), &device), id)
+            }
+        }
     }
 }
 
@@ -318,7 +316,19 @@ impl ResNet9 {
     /// defaults: the convolution and linear weights and the linear bias uniform in
     /// +-1/sqrt(fan_in); BatchNorm's scale 1 and shift 0 (not drawn).
     pub fn seeded(width: f64, seed: u64, device: &Device) -> Self {
-        Self::new(width, device).map(&mut SeededInit { path: Vec::new(), fc_fan_in: channels(width)[3], rng: StdRng::seed_from_u64(seed) })
+        let (mut rng, fc_fan_in) = (StdRng::seed_from_u64(seed), channels(width)[3]);
+        // A fresh net's parameters were never read, so burn never drew them.
+        replace_params(Self::new(width, device), |name, shape| {
+            let fan_in = if name.ends_with("conv.weight") {
+                shape[1..].iter().product::<usize>()
+            } else if name == "fc.weight" || name == "fc.bias" {
+                fc_fan_in // burn's linear weight is [in, out]
+            } else {
+                return None; // BatchNorm: constants, nothing drawn
+            };
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            Some((0..shape.iter().product::<usize>()).map(|_| rng.random_range(-bound..bound)).collect())
+        })
     }
 
     /// A copy that later training cannot change. `clone()` shares BatchNorm's running

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::DType;
 
@@ -267,59 +266,30 @@ fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
     (vec![c, r], out)
 }
 
-struct Loader {
-    path: Vec<String>,
-    tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    missing: Vec<String>,
-    shape_error: Option<WeightsError>,
-}
-
-impl ModuleMapper for Loader {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join(".");
-        let expected = param.lazy_shape().to_vec();
-        match self.tensors.remove(&name) {
-            None => {
-                self.missing.push(name);
-                param
-            }
-            Some((shape, _)) if shape != expected => {
-                self.shape_error.get_or_insert(WeightsError::Shape { name, expected, found: shape });
-                param
-            }
-            Some((shape, values)) => {
-                // The parameter keeps its id: an optimiser's momentum stays keyed by it.
-                let (id, device) = (param.id, param.lazy_device());
-                let tensor = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
-                param.transform_for_load(tensor, id)
-            }
-        }
-    }
-}
-
 /// Replaces every tensor of `model` by the named values, or explains what does not fit.
 pub fn apply(model: ResNet9, tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<ResNet9, WeightsError> {
-    let mut loader = Loader {
-        path: Vec::new(),
-        tensors: tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect(),
-        missing: Vec::new(),
-        shape_error: None,
-    };
-    let model = model.map(&mut loader);
-    if let Some(e) = loader.shape_error {
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
+    let (mut missing, mut shape_error) = (Vec::new(), None);
+    let model = crate::model::replace_params(model, |name, expected| match tensors.remove(name) {
+        None => {
+            missing.push(name.to_string());
+            None
+        }
+        Some((shape, _)) if shape != expected => {
+            let (name, expected) = (name.to_string(), expected.to_vec());
+            shape_error.get_or_insert(WeightsError::Shape { name, expected, found: shape });
+            None
+        }
+        Some((_, values)) => Some(values),
+    });
+    if let Some(e) = shape_error {
         return Err(e);
     }
-    if !loader.missing.is_empty() {
-        return Err(WeightsError::Missing(loader.missing));
+    if !missing.is_empty() {
+        return Err(WeightsError::Missing(missing));
     }
-    if !loader.tensors.is_empty() {
-        return Err(WeightsError::Unexpected(loader.tensors.into_keys().collect()));
+    if !tensors.is_empty() {
+        return Err(WeightsError::Unexpected(tensors.into_keys().collect()));
     }
     Ok(model)
 }
