@@ -771,15 +771,17 @@ fn micro_batch_gradients_sum_to_the_whole_batch_gradient() {
 /// are chaotic (one run's loss jumps by 0.5 between steps; measured) and any perturbation,
 /// BatchNorm's or a float's, grows into differences of a whole nat, which would measure chaos.
 ///
-/// What BatchNorm explains, measured over 18 runs (3 batches x 3 initialisations x 2 splits):
-/// at step 0 the weights are the same and the loss differed by 0.001 to 0.077 (the last
+/// What BatchNorm explains, measured over 18 runs (3 batches x 3 unseeded initialisations x 2
+/// splits): at step 0 the weights are the same and the loss differed by 0.001 to 0.077 (the last
 /// BatchNorm layers see 16 pixels an image, so a pass of 16 images estimates each channel's
 /// statistics from 256 values instead of 1,024: a standard error of 1/16 of the spread instead
 /// of 1/32). Each later step's gradient carries such a difference, so the runs drift apart a
 /// little: the mean loss over the 10 steps differed by at most 0.064, the mean of the last 3
-/// by at most 0.148 (a single step by up to 0.35). The bounds, 0.15 and 0.3, are twice the
-/// largest measured and under a sixth of the two nats both losses fall. A wrong sum of the
-/// passes' gradients is `micro_batch_gradients_sum_to_the_whole_batch_gradient`'s to catch.
+/// by at most 0.148 (a single step by up to 0.35). This batch from seeded initial weights 0-5
+/// (12 runs; the test uses seed 0, so its figures repeat): at most 0.127 and 0.170 (seed 0 as
+/// 4 x 16: 0.127 and 0.074). The bounds, 0.25 and 0.35, are about twice the largest measured
+/// and an eighth and a sixth of the two nats both losses fall. A wrong sum of the passes'
+/// gradients is `micro_batch_gradients_sum_to_the_whole_batch_gradient`'s to catch.
 #[test]
 fn micro_batch_training_tracks_the_whole_batch_run() {
     let data = sample_data();
@@ -809,7 +811,7 @@ fn micro_batch_training_tracks_the_whole_batch_run() {
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
         let (all, last3) = (mean(&ls) - mean(&lw), mean(&ls[steps - 3..]) - mean(&lw[steps - 3..]));
         println!("{name}: whole {lw:?}\n  split {ls:?}\n  differ by {:+.3} at step 0, {all:+.3} over all steps, {last3:+.3} over the last 3", ls[0] - lw[0]);
-        assert!(all.abs() <= 0.15 && last3.abs() <= 0.3, "{name}: {lw:?} vs {ls:?}");
+        assert!(all.abs() <= 0.25 && last3.abs() <= 0.35, "{name}: {lw:?} vs {ls:?}");
         // Both learn the batch: their losses fall by far more than the bounds.
         assert!(mean(&ls[steps - 3..]) < ls[0] - 1.0 && mean(&lw[steps - 3..]) < lw[0] - 1.0, "{name}: {lw:?} vs {ls:?}");
     }
