@@ -597,22 +597,10 @@ mod tests {
             .collect()
     }
 
-    /// The pool against a plain reference, ties included (the first maximum takes the
-    /// gradient), on 2 images x 3 channels of 4x6.
-    #[test]
-    fn max_pool_takes_the_first_maximum_and_sends_it_the_gradient() {
-        let (n, c, h, w) = (2, 3, 4, 6);
-        let mut x = values(n * c * h * w, 7);
-        (x[0], x[1]) = (10.0, 10.0); // a tie for the first window's maximum: the first value wins
-                                     // NaNs win, the first of them (as PyTorch's pool): the second window's top right, and
-                                     // both bottom values of the third window.
-        let nan_at = [3, w + 4, w + 5];
-        for &i in &nan_at {
-            x[i] = f32::NAN;
-        }
-        let g = values(n * c * (h / 2) * (w / 2), 8);
-        let (out, dx) = (max_pool2x2(&x, n, c, h, w), max_pool2x2_backward(&x, &g, n, c, h, w));
-        let mut expected_dx = vec![0f32; x.len()];
+    /// The pool's rule, plainly: each window's pick (the first maximum read row by row, or the
+    /// first NaN), as an index into `x`, and the input gradient it implies.
+    fn pool_rule(x: &[f32], g: &[f32], n: usize, c: usize, h: usize, w: usize) -> (Vec<usize>, Vec<f32>) {
+        let (mut picked, mut dx) = (Vec::new(), vec![0f32; x.len()]);
         for p in 0..n * c {
             for y in 0..h / 2 {
                 for xo in 0..w / 2 {
@@ -624,11 +612,33 @@ mod tests {
                             best = i;
                         }
                     }
-                    let o = (p * (h / 2) + y) * (w / 2) + xo;
-                    assert!(out[o] == x[best] || (out[o].is_nan() && x[best].is_nan()), "window {o}: {} against {}", out[o], x[best]);
-                    expected_dx[best] = g[o];
+                    dx[best] = g[picked.len()];
+                    picked.push(best);
                 }
             }
+        }
+        (picked, dx)
+    }
+
+    /// The pool against a plain reference, ties included (the first maximum takes the
+    /// gradient), on 2 images x 3 channels of 4x6.
+    #[test]
+    fn max_pool_takes_the_first_maximum_and_sends_it_the_gradient() {
+        let (n, c, h, w) = (2, 3, 4, 6);
+        let mut x = values(n * c * h * w, 7);
+        // A tie for the first window's maximum: the first value wins.
+        (x[0], x[1]) = (10.0, 10.0);
+        // NaNs win, the first of them (as PyTorch's pool): the second window's top right, and
+        // both bottom values of the third window.
+        let nan_at = [3, w + 4, w + 5];
+        for &i in &nan_at {
+            x[i] = f32::NAN;
+        }
+        let g = values(n * c * (h / 2) * (w / 2), 8);
+        let (out, dx) = (max_pool2x2(&x, n, c, h, w), max_pool2x2_backward(&x, &g, n, c, h, w));
+        let (picked, expected_dx) = pool_rule(&x, &g, n, c, h, w);
+        for (o, &best) in picked.iter().enumerate() {
+            assert!(out[o] == x[best] || (out[o].is_nan() && x[best].is_nan()), "window {o}: {} against {}", out[o], x[best]);
         }
         assert_eq!(dx, expected_dx);
         assert_eq!(dx[0], g[0]);
@@ -650,22 +660,7 @@ mod tests {
                 x[i] = f32::NAN;
             }
             let g = values(n * c * (h / 2) * (w / 2), 12);
-            let mut expected = vec![0f32; x.len()];
-            for p in 0..n * c {
-                for y in 0..h / 2 {
-                    for xo in 0..w / 2 {
-                        let idx = [(2 * y, 2 * xo), (2 * y, 2 * xo + 1), (2 * y + 1, 2 * xo), (2 * y + 1, 2 * xo + 1)]
-                            .map(|(r, col)| p * h * w + r * w + col);
-                        let mut best = idx[0];
-                        for &i in &idx[1..] {
-                            if x[i] > x[best] || (x[i].is_nan() && !x[best].is_nan()) {
-                                best = i;
-                            }
-                        }
-                        expected[best] = g[(p * (h / 2) + y) * (w / 2) + xo];
-                    }
-                }
-            }
+            let (_, expected) = pool_rule(&x, &g, n, c, h, w);
             for arch in arches() {
                 // SAFETY: `arches` lists only what this CPU has.
                 let dx = unsafe { max_pool2x2_backward_on(arch, &x, &g, n, c, h, w) };
